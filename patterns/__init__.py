@@ -1,0 +1,1 @@
+"""Patterns Playground's simulation: pure Python, no Django anywhere below this package."""

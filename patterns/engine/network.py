@@ -1,0 +1,289 @@
+"""Edges, and synchronous calls over them.
+
+An :class:`Edge` joins two nodes: a request travels from ``src`` to ``dst`` and its reply
+travels back over the same edge, each leg drawing its own latency. An edge may lose
+messages (``drop_rate``) or be cut by a partition; either way the message is gone and a
+caller without a timeout waits forever (which the summary counts as ``in_flight``).
+
+:meth:`Network.invoke` is what a caller uses: one logical call, with the edge's
+policies applied (a per-attempt ``timeout_ms`` and a ``retry`` policy). The callee sees
+each attempt as a :class:`Call` and answers it with :meth:`Call.reply` exactly once.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from patterns.engine import messages as m
+from patterns.engine.distributions import Distribution, Sampler
+from patterns.engine.kernel import Entry, Kernel
+from patterns.engine.policies import RetryPolicy
+
+if TYPE_CHECKING:
+    from patterns.engine.node import Node
+    from patterns.engine.trace import Trace
+
+# ``on_reply(handle, reply)``: the handle is the Call or Invocation that ended; its ``ctx``
+# is whatever the caller attached, so callers need no closure per call.
+OnReply = Callable[[Any, m.Reply], None]
+
+
+class Edge:
+    __slots__ = (
+        "cut",
+        "deadline_propagation",
+        "drop_rate",
+        "dropped",
+        "dst",
+        "id",
+        "late_replies",
+        "latency",
+        "latency_dist",
+        "params",
+        "retry",
+        "rng",
+        "sent",
+        "src",
+        "timeout_ms",
+        "timeouts",
+        "weight",
+    )
+
+    def __init__(self, edge_id: str, src: Node, dst: Node, params: dict[str, Any],
+                 latency_dist: Distribution, rng: random.Random,
+                 retry: RetryPolicy | None) -> None:
+        self.id = edge_id
+        self.src = src
+        self.dst = dst
+        self.params = params
+        self.latency_dist = latency_dist
+        self.rng = rng
+        self.latency: Sampler = latency_dist.sampler(rng)
+        self.drop_rate: float = params["drop_rate"]
+        self.cut = False
+        self.weight: float = params["weight"]
+        self.timeout_ms: float | None = params["timeout_ms"]
+        self.retry = retry
+        self.deadline_propagation: bool = params["deadline_propagation"]
+        self.sent = 0
+        self.dropped = 0
+        self.timeouts = 0
+        self.late_replies = 0
+
+    def _lost(self) -> bool:
+        if self.cut:
+            return True
+        return self.drop_rate > 0.0 and self.rng.random() < self.drop_rate
+
+
+class Call:
+    """One attempt of a call, as the callee sees it."""
+
+    __slots__ = (
+        "abandoned",
+        "attempt",
+        "ctx",
+        "done",
+        "edge",
+        "mid",
+        "net",
+        "on_reply",
+        "req",
+        "result",
+        "sent_at",
+        "timer",
+    )
+
+    def __init__(self, net: Network, edge: Edge, req: m.Request, on_reply: OnReply,
+                 ctx: Any, mid: int, attempt: int) -> None:
+        self.net = net
+        self.edge = edge
+        self.req = req
+        self.on_reply = on_reply
+        self.ctx = ctx
+        self.mid = mid
+        self.attempt = attempt
+        self.sent_at = net.kernel.now
+        self.timer: Entry | None = None
+        self.done = False
+        # True once the caller stopped waiting (timeout or cancel): work on it is wasted.
+        self.abandoned = False
+        self.result: m.Reply | None = None
+
+    def reply(self, reply: m.Reply) -> None:
+        """Answer this call: the reply travels back to the caller over the same edge."""
+        self.net._send_reply(self, reply)
+
+    def cancel(self) -> None:
+        """The caller gives up: a reply that still comes is ignored, the work is wasted."""
+        if not self.done:
+            self.done = True
+            self.abandoned = True
+            Kernel.cancel(self.timer)
+
+    @property
+    def expired(self) -> bool:
+        """The caller has given up, and the callee can know it (deadline propagation)."""
+        if not self.edge.deadline_propagation:
+            return False
+        deadline = self.req.deadline
+        return self.abandoned or (deadline is not None and self.net.kernel.now >= deadline)
+
+
+class Invocation:
+    """One logical call over an edge: attempts, backoff waits, and the final reply."""
+
+    __slots__ = (
+        "attempts",
+        "ctx",
+        "current",
+        "edge",
+        "finished",
+        "last_wait",
+        "net",
+        "on_reply",
+        "pending",
+        "req",
+    )
+
+    def __init__(self, net: Network, edge: Edge, req: m.Request, on_reply: OnReply,
+                 ctx: Any) -> None:
+        self.net = net
+        self.edge = edge
+        self.req = req
+        self.on_reply = on_reply
+        self.ctx = ctx
+        self.attempts = 0
+        self.last_wait = 0.0
+        self.current: Call | None = None
+        self.pending: Entry | None = None
+        self.finished = False
+
+    def start(self, _: Any = None) -> None:
+        self.pending = None
+        self.attempts += 1
+        self.current = self.net.call(self.edge, self.req, self._on_reply, None, self.attempts)
+
+    def _on_reply(self, _call: Call, reply: m.Reply) -> None:
+        if self.finished:
+            return
+        policy = self.edge.retry
+        if policy is not None and not reply.ok and m.is_retryable(reply) \
+                and policy.may_retry(self.attempts):
+            wait = policy.backoff(self.attempts, self.last_wait)
+            deadline = self.req.deadline
+            net = self.net
+            if deadline is None or net.kernel.now + wait < deadline:
+                self.last_wait = wait
+                if net.trace.full:
+                    net.trace.emit({"t": net.kernel.now, "k": "req.retry", "req": self.req.id,
+                                    "e": self.edge.id, "attempt": self.attempts + 1,
+                                    "wait": round(wait, 3)})
+                self.pending = net.kernel.schedule(wait, self.start)
+                return
+        self.finished = True
+        self.on_reply(self, reply)
+
+    def cancel(self) -> None:
+        """The caller gave up: no more attempts, and the current one is abandoned."""
+        self.finished = True
+        Kernel.cancel(self.pending)
+        if self.current is not None:
+            self.current.cancel()
+
+
+class Network:
+    """Carries calls and replies over edges, and counts message ids."""
+
+    def __init__(self, kernel: Kernel, trace: Trace) -> None:
+        self.kernel = kernel
+        self.trace = trace
+        self.edges: dict[str, Edge] = {}
+        self._mid = 0
+
+    def invoke(self, edge: Edge, req: m.Request, on_reply: OnReply,
+               ctx: Any = None) -> Call | Invocation:
+        """Call ``edge.dst`` with ``req`` applying the edge's policies.
+
+        ``on_reply(handle, reply)`` is called once, unless the caller cancels the handle
+        first (or nothing ever answers and there is no timeout).
+        """
+        if edge.retry is None:
+            return self.call(edge, req, on_reply, ctx)
+        inv = Invocation(self, edge, req, on_reply, ctx)
+        edge.retry.on_first_attempt()
+        inv.start()
+        return inv
+
+    def call(self, edge: Edge, req: m.Request, on_reply: OnReply, ctx: Any = None,
+             attempt: int = 1, timeout_ms: float | None = None) -> Call:
+        """One attempt, with a timeout (the edge's unless given) but no retry."""
+        self._mid += 1
+        call = Call(self, edge, req, on_reply, ctx, self._mid, attempt)
+        edge.sent += 1
+        timeout = timeout_ms if timeout_ms is not None else edge.timeout_ms
+        if timeout is not None:
+            call.timer = self.kernel.schedule(timeout, self._on_timeout, call)
+        trace = self.trace
+        if (edge.cut or edge.drop_rate) and edge._lost():
+            edge.dropped += 1
+            if trace.full:
+                trace.emit({"t": self.kernel.now, "k": "msg.drop", "id": call.mid,
+                            "e": edge.id, "dir": "req", "req": req.id})
+            return call
+        delay = edge.latency()
+        if trace.full:
+            trace.emit({"t": self.kernel.now, "k": "msg.send", "id": call.mid, "e": edge.id,
+                        "dir": "req", "req": req.id, "d": round(delay, 3), "size": req.size,
+                        "attempt": attempt})
+        if delay > 0.0:
+            self.kernel.schedule(delay, self._arrive, call)
+        else:
+            self._arrive(call)
+        return call
+
+    def _arrive(self, call: Call) -> None:
+        if self.trace.full:
+            self.trace.emit({"t": self.kernel.now, "k": "msg.recv", "id": call.mid,
+                             "e": call.edge.id, "dir": "req"})
+        call.edge.dst.receive(call)
+
+    def _send_reply(self, call: Call, reply: m.Reply) -> None:
+        edge = call.edge
+        if (edge.cut or edge.drop_rate) and edge._lost():
+            edge.dropped += 1
+            if self.trace.full:
+                self.trace.emit({"t": self.kernel.now, "k": "msg.drop", "id": call.mid,
+                                 "e": edge.id, "dir": "rep", "req": call.req.id})
+            return
+        delay = edge.latency()
+        if self.trace.full:
+            self.trace.emit({"t": self.kernel.now, "k": "msg.send", "id": call.mid,
+                             "e": edge.id, "dir": "rep", "req": call.req.id,
+                             "d": round(delay, 3), "ok": reply.ok})
+        call.result = reply
+        if delay > 0.0:
+            self.kernel.schedule(delay, self._return, call)
+        else:
+            self._return(call)
+
+    def _return(self, call: Call) -> None:
+        if call.done:
+            call.edge.late_replies += 1
+            return
+        call.done = True
+        Kernel.cancel(call.timer)
+        if self.trace.full:
+            self.trace.emit({"t": self.kernel.now, "k": "msg.recv", "id": call.mid,
+                             "e": call.edge.id, "dir": "rep"})
+        call.on_reply(call, call.result or m.OK)
+
+    def _on_timeout(self, call: Call) -> None:
+        if call.done:
+            return
+        call.done = True
+        call.abandoned = True
+        call.edge.timeouts += 1
+        call.on_reply(call, m.TIMEOUT)

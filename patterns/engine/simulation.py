@@ -1,0 +1,185 @@
+"""A runnable world built from a (validated, defaults-filled) topology document.
+
+``Simulation(document)`` instantiates the nodes and edges, schedules the scenario's
+faults and the per-second metric sampler, and runs. It can run to the end in one go
+(:meth:`run`) or in slices (:meth:`advance`), draining events between slices, which is how a
+paced run streams frames. Every request's outcome is recorded here, so the summary counts
+each request exactly once.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from typing import Any
+
+from patterns.engine import distributions, faults
+from patterns.engine import messages as m
+from patterns.engine.kernel import Kernel
+from patterns.engine.metrics import LatencyRecorder, Window, quantile_sorted
+from patterns.engine.network import Edge, Network
+from patterns.engine.node import Node, kind_class
+from patterns.engine.policies import RetryPolicy
+from patterns.engine.randomness import stream
+from patterns.engine.trace import Level, Trace
+
+SAMPLE_MS = 1000.0
+
+FiguresFn = Callable[["Simulation"], dict[str, Any]]
+
+
+class Simulation:
+    def __init__(self, document: dict[str, Any], trace: Level = "full",
+                 figures: FiguresFn | None = None) -> None:
+        self.document = document
+        scenario = document["scenario"]
+        self.seed: int = scenario["seed"]
+        self.duration_ms: float = scenario["duration_s"] * 1000.0
+        self.drain_ms: float = scenario.get("drain_s", 0.0) * 1000.0
+        self.end_ms = self.duration_ms + self.drain_ms
+        self.kernel = Kernel()
+        self.trace = Trace(trace)
+        self.network = Network(self.kernel, self.trace)
+        self._figures = figures
+        self._next_request_id = 0
+
+        # Outcomes of every request, for the summary and the live charts.
+        self.sent = 0
+        self.outcomes = dict.fromkeys(m.OUTCOMES, 0)
+        self.latency = LatencyRecorder()
+        self.window = Window()
+        self.faults_applied: list[dict[str, Any]] = []
+
+        self.nodes: dict[str, Node] = {}
+        for spec in document["nodes"]:
+            cls = kind_class(spec["kind"])
+            self.nodes[spec["id"]] = cls(self, spec["id"], spec["params"])
+        for spec in document["edges"]:
+            self._add_edge(spec)
+        for node in self.nodes.values():
+            node.start()
+        for fault in scenario.get("faults", []):
+            self.schedule_fault(fault)
+        self.kernel.schedule(SAMPLE_MS, self._sample)
+
+    # -- building ----------------------------------------------------------------------------
+    def rng(self, owner: str, purpose: str = "") -> random.Random:
+        return stream(self.seed, owner, purpose)
+
+    def _add_edge(self, spec: dict[str, Any]) -> None:
+        params = spec["params"]
+        src, dst = self.nodes[spec["from"]], self.nodes[spec["to"]]
+        latency = distributions.parse(params["latency_ms"])
+        retry = None
+        if params.get("retry") is not None:
+            retry = RetryPolicy(params["retry"], self.rng(spec["id"], "retry"))
+        edge = Edge(spec["id"], src, dst, params, latency, self.rng(spec["id"]), retry)
+        self.network.edges[edge.id] = edge
+        src.out_edges.append(edge)
+        dst.in_edges.append(edge)
+
+    # -- requests ----------------------------------------------------------------------------
+    def new_request(self, client: str, key: str | None = None, op: str = "read",
+                    timeout_ms: float | None = None, size: int = 1024) -> m.Request:
+        self._next_request_id += 1
+        self.sent += 1
+        now = self.kernel.now
+        deadline = now + timeout_ms if timeout_ms is not None else None
+        return m.Request(self._next_request_id, now, key, op, deadline, size, client)
+
+    def request_done(self, req: m.Request, reply: m.Reply) -> None:
+        """Record the one outcome of ``req``; called by the client that started it."""
+        latency = self.kernel.now - req.created
+        outcome = reply.outcome
+        self.outcomes[outcome] += 1
+        self.latency.record(latency)
+        trace = self.trace
+        if trace.on:
+            self.window.add(outcome, latency)
+            if trace.full:
+                event: dict[str, Any] = {"t": self.kernel.now, "k": "req.done", "req": req.id,
+                                         "client": req.client, "outcome": outcome,
+                                         "lat": round(latency, 3)}
+                if reply.error:
+                    event["error"] = reply.error
+                if reply.status and outcome != m.SUCCEEDED:
+                    event["status"] = reply.status
+                trace.emit(event)
+
+    # -- faults ------------------------------------------------------------------------------
+    def schedule_fault(self, fault: dict[str, Any]) -> None:
+        self.kernel.schedule_at(fault["at_s"] * 1000.0, self._fire_fault, fault)
+
+    def inject(self, fault: dict[str, Any]) -> None:
+        """Apply a fault now (a live intervention); ``at_s`` is taken as now."""
+        fault = {**fault, "at_s": round(self.kernel.now / 1000.0, 3)}
+        self._fire_fault(fault)
+
+    def _fire_fault(self, fault: dict[str, Any]) -> None:
+        revert = faults.apply(self, fault)
+        self.faults_applied.append(fault)
+        self.trace.emit({"t": self.kernel.now, "k": "fault", **fault})
+        self.trace.emit({"t": self.kernel.now, "k": "note", "node": fault["target"],
+                         "text": faults.describe(fault)})
+        until = fault.get("until_s")
+        if until is not None and revert is not None:
+            def end(_: Any) -> None:
+                revert()
+                self.trace.emit({"t": self.kernel.now, "k": "fault", "action": "end",
+                                 "of": fault["action"], "target": fault["target"]})
+            self.kernel.schedule_at(until * 1000.0, end)
+
+    # -- running -----------------------------------------------------------------------------
+    @property
+    def now(self) -> float:
+        return self.kernel.now
+
+    @property
+    def done(self) -> bool:
+        return bool(self.kernel.now >= self.end_ms)
+
+    def advance(self, until_ms: float) -> None:
+        """Run up to ``until_ms`` (capped at the end of the run)."""
+        self.kernel.run(min(until_ms, self.end_ms))
+
+    def run(self) -> Simulation:
+        self.kernel.run(self.end_ms)
+        return self
+
+    def _sample(self, _: Any) -> None:
+        if self.trace.on:
+            now = self.kernel.now
+            latencies, counts = self.window.take()
+            if latencies:
+                latencies.sort()
+            self.trace.emit({
+                "t": now, "k": "metric", "node": "*",
+                "done": len(latencies),
+                "ok": counts.get(m.SUCCEEDED, 0), "err": counts.get(m.FAILED, 0),
+                "rej": counts.get(m.REJECTED, 0), "to": counts.get(m.TIMED_OUT, 0),
+                "p50": round(quantile_sorted(latencies, 0.5), 3),
+                "p99": round(quantile_sorted(latencies, 0.99), 3),
+            })
+            for node in self.nodes.values():
+                fields = node.sample(SAMPLE_MS)
+                if fields:
+                    self.trace.emit({"t": now, "k": "metric", "node": node.id, **fields})
+        if self.kernel.now + SAMPLE_MS <= self.end_ms:
+            self.kernel.schedule(SAMPLE_MS, self._sample)
+
+    # -- results -----------------------------------------------------------------------------
+    def summary(self) -> dict[str, Any]:
+        duration_s = self.duration_ms / 1000.0
+        finished = sum(self.outcomes.values())
+        return {
+            "requests": {"sent": self.sent, **self.outcomes,
+                         "in_flight": self.sent - finished},
+            "latency_ms": self.latency.summary(),
+            "throughput_rps": round(self.outcomes[m.SUCCEEDED] / duration_s, 3)
+            if duration_s else 0.0,
+            "duration_s": duration_s,
+            "seed": self.seed,
+            "nodes": {nid: node.summary(self.duration_ms) for nid, node in self.nodes.items()},
+            "faults": self.faults_applied,
+            "pattern": self._figures(self) if self._figures else {},
+        }

@@ -1,0 +1,266 @@
+"""The topology document: schema, validation and defaults.
+
+:func:`validate` takes a parsed JSON value and returns the document with every default
+filled in, or raises :class:`TopologyError` naming the first bad field by its path
+(``nodes[3].params.workers: must be ≥ 1``). The structure is checked by pydantic (unknown
+fields refused); parameters by each kind's own declaration (:mod:`patterns.params`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from patterns.engine import faults
+from patterns.engine.node import KINDS
+from patterns.engine.policies import RETRY_FIELDS
+from patterns.params import Param, ParamError, check_value, resolve
+
+ID_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,63}$"
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_nodes: int = 200
+    max_edges: int = 1000
+    max_duration_s: float = 3600.0
+    max_rate_rps: float = 100_000.0
+    max_label: int = 80
+    max_faults: int = 200
+
+
+LIMITS = Limits()
+
+EDGE_PARAMS: tuple[Param, ...] = (
+    Param("latency_ms", "dist", {"dist": "lognormal", "median": 0.5, "p99": 2.0}, unit="ms",
+          max=600_000, help="One-way latency of each message (LAN by default)."),
+    Param("weight", "float", 1.0, min=0, max=1_000_000,
+          help="Share of traffic (weighted round robin, client split)."),
+    Param("drop_rate", "float", 0.0, min=0, max=1, help="Share of messages lost."),
+    Param("timeout_ms", "float", None, unit="ms", min=0, max=3_600_000, nullable=True,
+          exclusive_min=True, help="The caller gives up on an attempt after this long."),
+    Param("retry", "object", None, nullable=True, fields=RETRY_FIELDS,
+          help="Retry failed attempts with backoff (null = no retries)."),
+    Param("deadline_propagation", "bool", False,
+          help="The callee learns the caller's deadline and skips work nobody waits for."),
+)
+
+
+class TopologyError(ValueError):
+    """A document is invalid; ``field`` is the path of the first bad field."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}" if field else message)
+        self.field = field
+        self.message = message
+
+
+_Strict = ConfigDict(extra="forbid", strict=False, populate_by_name=True)
+Id = Annotated[str, Field(pattern=ID_PATTERN)]
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+
+
+class NodeDoc(BaseModel):
+    model_config = _Strict
+    id: Id
+    kind: str
+    label: str = ""
+    x: Finite = 0.0
+    y: Finite = 0.0
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class EdgeDoc(BaseModel):
+    model_config = _Strict
+    id: Id
+    from_: Id = Field(alias="from")
+    to: Id
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class FaultDoc(BaseModel):
+    model_config = _Strict
+    at_s: Finite = Field(ge=0)
+    until_s: Finite | None = Field(default=None, ge=0)
+    target: Id
+    action: Literal[faults.ACTIONS]  # type: ignore[valid-type]
+    value: Any = None
+    error_class: Literal["transient", "business"] | None = None
+    param: str | None = None
+
+
+class ScenarioDoc(BaseModel):
+    model_config = _Strict
+    duration_s: Finite = Field(default=60.0, gt=0)
+    seed: int = Field(default=42, ge=0, le=2**63 - 1)
+    drain_s: Finite = Field(default=0.0, ge=0, le=3600)
+    faults: list[FaultDoc] = Field(default_factory=list)
+
+
+class Document(BaseModel):
+    model_config = _Strict
+    version: Literal[1] = 1
+    title: str = ""
+    pattern: str | None = None
+    variant: str | None = None
+    nodes: list[NodeDoc]
+    edges: list[EdgeDoc] = Field(default_factory=list)
+    scenario: ScenarioDoc = Field(default_factory=ScenarioDoc)
+
+
+def _path(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + ("from" if part == "from_" else str(part))
+    return out
+
+
+def _pydantic_error(exc: ValidationError) -> TopologyError:
+    err = exc.errors(include_url=False)[0]
+    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+    # A literal's error location ends in the literal's repr; drop it.
+    loc = tuple(p for p in loc if not (isinstance(p, str) and p.startswith("literal[")))
+    message = err["msg"]
+    if err["type"] == "extra_forbidden":
+        message = "unknown field"
+    elif err["type"] == "missing":
+        message = "is required"
+    return TopologyError(_path(loc), message[0].lower() + message[1:])
+
+
+def validate(raw: Any, limits: Limits = LIMITS) -> dict[str, Any]:
+    """Check a parsed document; return it with defaults filled in (a new dict)."""
+    if not isinstance(raw, dict):
+        raise TopologyError("", "the document must be a JSON object")
+    nodes_raw, edges_raw = raw.get("nodes"), raw.get("edges")
+    if isinstance(nodes_raw, list) and len(nodes_raw) > limits.max_nodes:
+        raise TopologyError("nodes", f"at most {limits.max_nodes} nodes, got {len(nodes_raw)}")
+    if isinstance(edges_raw, list) and len(edges_raw) > limits.max_edges:
+        raise TopologyError("edges", f"at most {limits.max_edges} edges, got {len(edges_raw)}")
+    try:
+        doc = Document.model_validate(raw)
+    except ValidationError as exc:
+        raise _pydantic_error(exc) from None
+    return _check(doc, limits)
+
+
+def _check(doc: Document, limits: Limits) -> dict[str, Any]:
+    if len(doc.title) > limits.max_label:
+        raise TopologyError("title", f"must be at most {limits.max_label} characters")
+    if not doc.nodes:
+        raise TopologyError("nodes", "must hold at least one node")
+    nodes_out: list[dict[str, Any]] = []
+    ids: dict[str, int] = {}
+    for i, node in enumerate(doc.nodes):
+        path = f"nodes[{i}]"
+        if node.id in ids:
+            raise TopologyError(f"{path}.id", f"duplicate id {node.id!r}")
+        ids[node.id] = i
+        if node.kind not in KINDS:
+            raise TopologyError(f"{path}.kind", f"unknown kind {node.kind!r}; available: "
+                                f"{', '.join(sorted(KINDS))}")
+        if len(node.label) > limits.max_label:
+            raise TopologyError(f"{path}.label",
+                                f"must be at most {limits.max_label} characters")
+        try:
+            params = resolve(KINDS[node.kind].PARAMS, node.params, f"{path}.params")
+        except ParamError as exc:
+            raise TopologyError(exc.field, exc.message) from None
+        rate = params.get("rate_rps")
+        if isinstance(rate, float) and rate > limits.max_rate_rps:
+            raise TopologyError(f"{path}.params.rate_rps", f"must be ≤ {limits.max_rate_rps:g}")
+        nodes_out.append({"id": node.id, "kind": node.kind, "label": node.label,
+                          "x": node.x, "y": node.y, "params": params})
+
+    edges_out: list[dict[str, Any]] = []
+    edge_ids: set[str] = set()
+    out_degree: dict[str, int] = {}
+    for i, edge in enumerate(doc.edges):
+        path = f"edges[{i}]"
+        if edge.id in edge_ids or edge.id in ids:
+            raise TopologyError(f"{path}.id", f"duplicate id {edge.id!r}")
+        edge_ids.add(edge.id)
+        for end, node_id in (("from", edge.from_), ("to", edge.to)):
+            if node_id not in ids:
+                raise TopologyError(f"{path}.{end}", f"no node with id {node_id!r}")
+        if edge.from_ == edge.to:
+            raise TopologyError(f"{path}.to", "an edge cannot join a node to itself")
+        out_degree[edge.from_] = out_degree.get(edge.from_, 0) + 1
+        try:
+            params = resolve(EDGE_PARAMS, edge.params, f"{path}.params")
+        except ParamError as exc:
+            raise TopologyError(exc.field, exc.message) from None
+        edges_out.append({"id": edge.id, "from": edge.from_, "to": edge.to, "params": params})
+
+    for node_out in nodes_out:
+        limit = KINDS[node_out["kind"]].MAX_OUT_EDGES
+        if limit is not None and out_degree.get(node_out["id"], 0) > limit:
+            i = ids[node_out["id"]]
+            raise TopologyError(f"nodes[{i}].kind", f"a {node_out['kind']} takes at most "
+                                f"{limit} outgoing edge{'s' if limit != 1 else ''}")
+
+    scenario = doc.scenario
+    if scenario.duration_s > limits.max_duration_s:
+        raise TopologyError("scenario.duration_s", f"must be ≤ {limits.max_duration_s:g}")
+    if len(scenario.faults) > limits.max_faults:
+        raise TopologyError("scenario.faults", f"at most {limits.max_faults} faults")
+    faults_out = [_check_fault(i, f, ids, edge_ids, nodes_out)
+                  for i, f in enumerate(scenario.faults)]
+
+    return {
+        "version": 1, "title": doc.title, "pattern": doc.pattern, "variant": doc.variant,
+        "nodes": nodes_out, "edges": edges_out,
+        "scenario": {"duration_s": scenario.duration_s, "seed": scenario.seed,
+                     "drain_s": scenario.drain_s, "faults": faults_out},
+    }
+
+
+def _check_fault(i: int, fault: FaultDoc, ids: dict[str, int], edge_ids: set[str],
+                 nodes: list[dict[str, Any]]) -> dict[str, Any]:
+    path = f"scenario.faults[{i}]"
+    action = fault.action
+    is_node = fault.target in ids
+    if not is_node and fault.target not in edge_ids:
+        raise TopologyError(f"{path}.target", f"no node or edge with id {fault.target!r}")
+    if not is_node and action not in faults.EDGE_ACTIONS:
+        raise TopologyError(f"{path}.action", f"{action!r} applies to nodes, not edges")
+    if fault.until_s is not None and fault.until_s <= fault.at_s:
+        raise TopologyError(f"{path}.until_s", "must be after at_s")
+    out: dict[str, Any] = {"at_s": fault.at_s, "target": fault.target, "action": action}
+    if fault.until_s is not None:
+        out["until_s"] = fault.until_s
+    if action in faults.VALUE_BOUNDS:
+        low, high = faults.VALUE_BOUNDS[action]
+        value = fault.value
+        if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                or not math.isfinite(value) or not low <= value <= high:
+            raise TopologyError(f"{path}.value", f"must be a number from {low:g} to {high:g}")
+        out["value"] = float(value)
+    elif action == "set":
+        if not is_node:
+            raise TopologyError(f"{path}.target", "'set' targets a node")
+        node = nodes[ids[fault.target]]
+        declared = {p.name: p for p in KINDS[node["kind"]].PARAMS}
+        if fault.param not in declared:
+            raise TopologyError(f"{path}.param", f"{node['kind']} has no parameter "
+                                f"{fault.param!r}; known: {', '.join(declared)}")
+        try:
+            out["value"] = check_value(declared[fault.param], fault.value, f"{path}.value")
+        except ParamError as exc:
+            raise TopologyError(exc.field, exc.message) from None
+        out["param"] = fault.param
+    elif fault.value is not None:
+        raise TopologyError(f"{path}.value", f"{action!r} takes no value")
+    if action == "rate" and nodes[ids[fault.target]]["kind"] != "client":
+        raise TopologyError(f"{path}.target", "'rate' targets a client")
+    if fault.error_class is not None:
+        if action != "error_rate":
+            raise TopologyError(f"{path}.error_class", "only 'error_rate' takes an error class")
+        out["error_class"] = fault.error_class
+    return out

@@ -1,0 +1,1 @@
+import patterns.catalog  # noqa: F401  (registers every kind and pattern)

@@ -1,0 +1,30 @@
+"""Small builders shared by the engine and pattern tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from patterns.run import prepare, simulate, summarise
+
+
+def document(nodes: list[dict[str, Any]], edges: list[dict[str, Any]], *,
+             duration_s: float = 60, seed: int = 1,
+             faults: list[dict[str, Any]] | None = None, **extra: Any) -> dict[str, Any]:
+    return {"version": 1, "nodes": nodes, "edges": edges,
+            "scenario": {"duration_s": duration_s, "seed": seed, "faults": faults or []},
+            **extra}
+
+
+def run(source: str | dict[str, Any], *, trace: str = "off", baseline: bool = False,
+        **overrides: Any) -> tuple[dict[str, Any], Any]:
+    """Run to the end; returns (summary, simulation)."""
+    doc = prepare(source, baseline=baseline, **overrides)
+    sim = simulate(doc, trace=trace).run()  # type: ignore[arg-type]
+    return summarise(sim), sim
+
+
+def events(source: str | dict[str, Any], **overrides: Any) -> list[dict[str, Any]]:
+    """Every event of a full-trace run."""
+    doc = prepare(source, **overrides)
+    sim = simulate(doc, trace="full").run()
+    return sim.trace.drain()
