@@ -1,0 +1,156 @@
+"""HTML pages: the library, and the playground opened on a pattern, a saved topology or a run."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.views.decorators.http import require_GET
+
+from patterns import catalog
+from patterns.engine.distributions import NAMES as DIST_NAMES
+from patterns.engine.node import KINDS
+from patterns.params import Param
+from patterns.topology import EDGE_PARAMS
+from playground.models import Run, Topology
+from playground.runs import reap_if_orphaned
+from playground.staticfinders import PLOTLY_JS
+
+
+@require_GET
+def library(request: HttpRequest) -> HttpResponse:
+    by_category: dict[str, list[dict[str, Any]]] = {key: [] for key in catalog.CATEGORIES}
+    for pattern in catalog.PATTERNS.values():
+        by_category[pattern.CATEGORY].append(pattern.describe())
+    categories = [{"key": key, "name": name, "patterns": by_category[key]}
+                  for key, name in catalog.CATEGORIES.items()]
+    return render(request, "library.html", {"categories": categories,
+                                            "count": len(catalog.PATTERNS)})
+
+
+def _playground(request: HttpRequest, *, pattern: str | None,
+                boot: dict[str, Any]) -> HttpResponse:
+    describe = catalog.get(pattern).describe() if pattern in catalog.PATTERNS else None
+    return render(request, "playground.html", {"pattern": describe, "boot": boot,
+                                               "plotly_js": PLOTLY_JS})
+
+
+@require_GET
+def pattern_page(request: HttpRequest, slug: str) -> HttpResponse:
+    if slug not in catalog.PATTERNS:
+        raise Http404("no such pattern")
+    return _playground(request, pattern=slug, boot={"pattern": slug})
+
+
+@require_GET
+def topology_page(request: HttpRequest, slug: str) -> HttpResponse:
+    topology = Topology.objects.filter(slug=slug).first()
+    if topology is None:
+        raise Http404("no such topology")
+    return _playground(request, pattern=topology.pattern or None,
+                       boot={"topology": slug, "pattern": topology.pattern or None})
+
+
+@require_GET
+def run_page(request: HttpRequest, run_id: str) -> HttpResponse:
+    run = Run.objects.filter(id=run_id).first()
+    if run is None:
+        raise Http404("no such run")
+    run = reap_if_orphaned(run)
+    return _playground(request, pattern=run.pattern or None,
+                       boot={"run": run.id, "pattern": run.pattern or None,
+                             "document": run.document})
+
+
+# The parameter form (an htmx partial): built from the same declarations that validate input.
+
+# Fields of each distribution shape, in the order the form shows them ("mixture" is edited
+# as JSON: its parts nest).
+DIST_FIELDS: dict[str, tuple[str, ...]] = {
+    "constant": ("value",), "uniform": ("low", "high"), "exponential": ("mean",),
+    "normal": ("mean", "std"), "lognormal": ("median", "p99"), "pareto": ("scale", "alpha"),
+    "empirical": ("values",),
+}
+MAX_PARAMS_JSON = 20_000
+
+
+def _num(value: Any) -> str:
+    """A number as an <input type=number> shows it: no exponent, no trailing ".0"."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return ""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return repr(value)
+
+
+def _field(param: Param, value: Any, present: bool) -> dict[str, Any]:
+    """What the template needs to draw one parameter's input, with its current value."""
+    if not present:
+        value = param.default
+    out: dict[str, Any] = {"name": param.name, "type": param.type, "unit": param.unit,
+                           "help": param.help, "min": param.min, "max": param.max,
+                           "nullable": param.nullable, "choices": list(param.choices),
+                           "value": value, "default": param.default, "changed": present,
+                           "value_text": _num(value), "min_text": _num(param.min),
+                           "max_text": _num(param.max)}
+    if param.type == "dist":
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            spec: dict[str, Any] = {"dist": "constant", "value": value}
+        elif isinstance(value, dict):
+            spec = value
+        else:
+            spec = {"dist": "constant", "value": 0}
+        shape = spec.get("dist", "constant")
+        out["dist"] = shape
+        out["dist_names"] = list(DIST_NAMES)
+        if shape in DIST_FIELDS:
+            out["dist_fields"] = [
+                {"key": key, "value": ", ".join(_num(v) for v in spec.get(key, []))
+                 if key == "values" else _num(spec.get(key))}
+                for key in DIST_FIELDS[shape]]
+        else:
+            out["dist_json"] = orjson.dumps(spec).decode()
+    elif param.type == "object":
+        out["enabled"] = isinstance(value, dict)
+        inner = value if isinstance(value, dict) else {}
+        out["fields"] = [_field(f, inner.get(f.name), f.name in inner) for f in param.fields]
+    elif param.type == "list":
+        out["selected"] = list(value) if isinstance(value, list) else []
+        out["text"] = ", ".join(str(v) for v in out["selected"])
+    return out
+
+
+@require_GET
+def params_form(request: HttpRequest) -> HttpResponse:
+    """The parameter form of one node (``kind=<kind>``) or edge (``kind=edge``).
+
+    ``params`` is the element's current params object as JSON; missing values show their
+    declared default. The browser reads the inputs back by their ``data-*`` attributes.
+    """
+    kind = request.GET.get("kind", "")
+    raw = request.GET.get("params", "") or "{}"
+    try:
+        params = orjson.loads(raw[:MAX_PARAMS_JSON])
+    except orjson.JSONDecodeError:
+        params = {}
+    if not isinstance(params, dict):
+        params = {}
+    if kind == "edge":
+        declared: tuple[Param, ...] = tuple(EDGE_PARAMS)
+        label, description = "Edge", "A connection: the caller's calls travel along it."
+    elif kind in KINDS:
+        cls = KINDS[kind]
+        declared = tuple(cls.PARAMS)
+        label, description = cls.LABEL or kind, cls.DESCRIPTION
+    else:
+        return HttpResponse(f"Unknown kind: {kind}", status=400, content_type="text/plain")
+    fields = [_field(p, params.get(p.name), p.name in params) for p in declared]
+    return render(request, "partials/params_form.html", {
+        "kind": kind, "kind_label": label, "description": description, "fields": fields,
+        "element_id": request.GET.get("id", "")[:64],
+        "label": request.GET.get("label", "")[:80],
+        "is_edge": kind == "edge",
+        "source": request.GET.get("from", "")[:64], "target": request.GET.get("to", "")[:64],
+    })
