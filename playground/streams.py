@@ -19,6 +19,7 @@ import redis
 import redis.asyncio
 from django.conf import settings
 
+
 def stream_key(run_id: str) -> str:
     return f"run:{run_id}"
 

@@ -48,7 +48,8 @@ def test_an_unknown_pattern_is_a_404_in_json(client):
     assert response.json()["field"] == "slug"
 
 
-def test_it_creates_a_run_from_a_pattern_slug(client, no_enqueue, django_capture_on_commit_callbacks):
+def test_it_creates_a_run_from_a_pattern_slug(client, no_enqueue,
+                                              django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
         status, data = post(client, "/api/runs", {"slug": "request-response", "seed": 7})
     assert status == 201
