@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install run test lint bench clean
+.PHONY: install browser run test lint bench clean
 
 $(BIN)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -13,6 +13,11 @@ $(BIN)/.installed: requirements.txt
 
 install: $(BIN)/.installed
 
+# End-to-end tests drive Chromium: the system one where present, else Playwright's own.
+browser: install
+	@if [ -x /usr/bin/chromium ]; then echo "Using the system Chromium (/usr/bin/chromium)"; \
+	else $(BIN)/python -m playwright install chromium; fi
+
 run: install
 	$(BIN)/python -m playground.serve
 
@@ -20,7 +25,7 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-test: lint
+test: lint browser
 	$(BIN)/python -m pytest -n 2
 
 bench: install

@@ -21,6 +21,7 @@ from typing import Any
 import orjson
 
 from patterns import catalog
+from patterns.engine.kernel import Stalled
 from patterns.run import prepare, simulate, summarise
 from patterns.topology import TopologyError
 
@@ -31,7 +32,7 @@ SLICE_MS = 10_000.0
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> Any:  # one line and exit 2, like a bad document
-        self.exit(EXIT_BAD_INPUT, f"patterns: error: {message}\n")
+        self.exit(EXIT_BAD_INPUT, f"patterns: error: {_one_line(message)}\n")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -67,6 +68,10 @@ def _load(source: str) -> str | dict[str, Any]:
     except json.JSONDecodeError as exc:
         raise TopologyError("source", f"{source} is not valid JSON: {exc.msg} at line "
                             f"{exc.lineno} column {exc.colno}") from None
+    except ValueError as exc:  # e.g. a number of more digits than Python will convert
+        raise TopologyError("source", f"{source} is not usable JSON: {exc}") from None
+    except RecursionError:
+        raise TopologyError("source", f"{source} is nested too deeply") from None
     if not isinstance(raw, dict):
         raise TopologyError("", "the document must be a JSON object")
     return raw
@@ -94,6 +99,18 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pattern(slug: str) -> catalog.Pattern:
+    if slug not in catalog.PATTERNS:
+        raise TopologyError("slug", f"unknown pattern {slug!r}; available: "
+                            f"{', '.join(sorted(catalog.PATTERNS))}")
+    return catalog.PATTERNS[slug]
+
+
+def _one_line(text: str) -> str:
+    """Bad input is reported on exactly one line, whatever the input held."""
+    return text.replace("\r", "\\r").replace("\n", "\\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -102,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{pattern.SLUG}\t{pattern.CATEGORY}\t{pattern.NAME}")
             return 0
         if args.command == "show":
-            pattern = catalog.get(args.slug)
+            pattern = _pattern(args.slug)
             document = pattern.canonical()
             if args.baseline:
                 document = pattern.baseline_document(document)
@@ -110,10 +127,11 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         return _run(args)
     except TopologyError as exc:
-        print(f"patterns: {exc}", file=sys.stderr)
+        print(f"patterns: {_one_line(str(exc))}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except KeyError as exc:
-        print(f"patterns: {exc.args[0]}", file=sys.stderr)
+    except Stalled as exc:
+        # A valid document whose model loops without delay: the scenario is what to fix.
+        print(f"patterns: scenario: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
 
 

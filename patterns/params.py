@@ -7,12 +7,15 @@ the declaration and returns it with defaults filled in; every error names the fi
 
 from __future__ import annotations
 
-import math
+import copy
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from patterns.engine import distributions
+
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_:-]{0,63}")
 
 ParamType = Literal["int", "float", "bool", "choice", "dist", "str", "object", "list"]
 
@@ -77,10 +80,20 @@ def _fmt(value: float) -> str:
     return f"{value:g}"
 
 
+def field_name(key: Any) -> str:
+    """A key as a field path shows it: plain names bare, anything else quoted.
+
+    Quoting keeps a path on one line and unambiguous whatever the key holds.
+    """
+    if isinstance(key, str) and _PLAIN_NAME.fullmatch(key):
+        return key
+    return repr(key)
+
+
 def _check_number(p: Param, value: Any, path: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ParamError(path, "must be a number")
-    if not math.isfinite(value):
+    if distributions.finite(value) is None:
         raise ParamError(path, "must be finite")
     if p.min is not None:
         if p.exclusive_min and value <= p.min:
@@ -103,7 +116,8 @@ def check_value(p: Param, value: Any, path: str) -> Any:
             value = int(value)
         if isinstance(value, bool) or not isinstance(value, int):
             raise ParamError(path, "must be a whole number")
-        return int(_check_number(p, value, path))
+        _check_number(p, value, path)
+        return value
     if p.type == "float":
         return float(_check_number(p, value, path))
     if p.type == "bool":
@@ -126,8 +140,14 @@ def check_value(p: Param, value: Any, path: str) -> Any:
         except distributions.DistributionError as exc:
             sub = f"{path}.{exc.field}" if exc.field else path
             raise ParamError(sub, str(exc)) from None
-        if p.max is not None and dist.name != "pareto" and dist.mean > p.max:
-            raise ParamError(path, f"mean must be ≤ {_fmt(p.max)} {p.unit}".rstrip())
+        if p.max is not None:
+            # A Pareto's mean may be infinite by design (alpha ≤ 1); bound its scale, the
+            # smallest value it draws, so that a draw stays a finite float.
+            if dist.name == "pareto":
+                if dist.arg("scale") > p.max:
+                    raise ParamError(f"{path}.scale", f"must be ≤ {_fmt(p.max)}")
+            elif dist.mean > p.max:
+                raise ParamError(path, f"mean must be ≤ {_fmt(p.max)} {p.unit}".rstrip())
         return dist.to_json()
     if p.type == "list":
         if not isinstance(value, list):
@@ -162,13 +182,18 @@ def resolve(declared: Sequence[Param], given: Any, path: str = "params") -> dict
     for key in given:
         if key not in by_name:
             known = ", ".join(by_name) or "none"
-            raise ParamError(f"{path}.{key}", f"unknown parameter; known: {known}")
+            raise ParamError(f"{path}.{field_name(key)}", f"unknown parameter; known: {known}")
     out: dict[str, Any] = {}
     for p in declared:
         if p.name in given:
             out[p.name] = check_value(p, given[p.name], f"{path}.{p.name}")
         elif p.type == "object" and not p.nullable:
             out[p.name] = resolve(p.fields, {}, f"{path}.{p.name}")
+        elif p.type == "dist" and p.default is not None:
+            # One form in the output whether given or defaulted: a bare 0 becomes a constant.
+            out[p.name] = distributions.parse(p.default).to_json()
         else:
-            out[p.name] = p.default
+            # A copy: a node that changes its params (a ``set`` fault) must not change the
+            # declaration every other node and document shares.
+            out[p.name] = copy.deepcopy(p.default)
     return out

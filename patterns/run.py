@@ -20,25 +20,39 @@ from patterns.topology import TopologyError, validate
 
 
 def parse_assignment(text: str) -> tuple[str, str, Any]:
-    """``node.param=value`` → (node, param, value); the value is JSON when it parses."""
+    """``node.param=value`` → (node, param, value); the value is JSON when it parses.
+
+    The id is everything before the last dot (ids may hold dots), so ``a.b.workers=4``
+    sets ``workers`` on ``a.b``; a value that is not JSON is taken as text.
+    """
     target, sep, raw = text.partition("=")
     node_id, dot, param = target.rpartition(".")
     if not sep or not dot or not node_id or not param:
         raise TopologyError("--set", f"expected node.param=value, got {text!r}")
     try:
         value = json.loads(raw)
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):  # JSONDecodeError, too many digits, too deep
         value = raw
     return node_id, param, value
 
 
 def apply_assignments(document: dict[str, Any], assignments: Iterable[str]) -> None:
-    items = {item["id"]: item for item in document.get("nodes", []) + document.get("edges", [])}
+    """Write each ``node.param=value`` into the raw document (validation comes after)."""
+    items: dict[str, dict[str, Any]] = {}
+    for group in ("nodes", "edges"):
+        entries = document.get(group)
+        # A malformed list is left for validation to name; only well-formed items are set.
+        for item in entries if isinstance(entries, list) else ():
+            if isinstance(item, dict) and isinstance(item.get("id"), str):
+                items.setdefault(item["id"], item)
     for text in assignments:
         node_id, param, value = parse_assignment(text)
         if node_id not in items:
             raise TopologyError("--set", f"no node or edge with id {node_id!r} (in {text!r})")
-        items[node_id].setdefault("params", {})[param] = value
+        params = items[node_id].setdefault("params", {})
+        if not isinstance(params, dict):
+            raise TopologyError("--set", f"{node_id!r} has params that are not an object")
+        params[param] = value
 
 
 def prepare(source: str | dict[str, Any], *, seed: int | None = None,
@@ -53,10 +67,17 @@ def prepare(source: str | dict[str, Any], *, seed: int | None = None,
         raise TopologyError("", "the document must be a JSON object")
     if baseline:
         slug = raw.get("pattern")
-        if not slug or slug not in catalog.PATTERNS:
+        if not isinstance(slug, str) or slug not in catalog.PATTERNS:
             raise TopologyError("pattern", "--baseline needs a document whose pattern is one "
                                 f"of: {', '.join(sorted(catalog.PATTERNS))}")
-        raw = catalog.get(slug).baseline_document(raw)
+        # The rewrite expects the pattern's own topology: check that first, so a document
+        # that merely names the pattern gets a message, not a traceback.
+        validate(raw)
+        try:
+            raw = catalog.get(slug).baseline_document(raw)
+        except (KeyError, IndexError, StopIteration, TypeError, ValueError) as exc:
+            raise TopologyError("pattern", f"the {slug} baseline cannot rewrite this "
+                                f"document ({type(exc).__name__}: {exc})") from None
     scenario = raw.setdefault("scenario", {})
     if not isinstance(scenario, dict):
         raise TopologyError("scenario", "must be an object")

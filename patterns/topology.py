@@ -3,21 +3,23 @@
 :func:`validate` takes a parsed JSON value and returns the document with every default
 filled in, or raises :class:`TopologyError` naming the first bad field by its path
 (``nodes[3].params.workers: must be ≥ 1``). The structure is checked by pydantic (unknown
-fields refused); parameters by each kind's own declaration (:mod:`patterns.params`).
+fields refused, no type coercion: ``"60"`` is not a number); parameters by each kind's own
+declaration (:mod:`patterns.params`). Whatever it is given, :func:`validate` raises nothing
+but :class:`TopologyError`.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from patterns.engine import faults
+from patterns.engine.distributions import finite
 from patterns.engine.node import KINDS
 from patterns.engine.policies import RETRY_FIELDS
-from patterns.params import Param, ParamError, check_value, resolve
+from patterns.params import Param, ParamError, check_value, field_name, resolve
 
 ID_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,63}$"
 
@@ -30,6 +32,9 @@ class Limits:
     max_rate_rps: float = 100_000.0
     max_label: int = 80
     max_faults: int = 200
+    # A document nests about six levels (nodes[0].params.retry.…); far deeper is an attack
+    # or a mistake, and a recursive reader should never meet it.
+    max_depth: int = 32
 
 
 LIMITS = Limits()
@@ -58,7 +63,7 @@ class TopologyError(ValueError):
         self.message = message
 
 
-_Strict = ConfigDict(extra="forbid", strict=False, populate_by_name=True)
+_Strict = ConfigDict(extra="forbid", strict=True, populate_by_name=True)
 Id = Annotated[str, Field(pattern=ID_PATTERN)]
 Finite = Annotated[float, Field(allow_inf_nan=False)]
 
@@ -102,13 +107,21 @@ class ScenarioDoc(BaseModel):
 
 class Document(BaseModel):
     model_config = _Strict
-    version: Literal[1] = 1
+    version: int = 1
     title: str = ""
     pattern: str | None = None
     variant: str | None = None
     nodes: list[NodeDoc]
     edges: list[EdgeDoc] = Field(default_factory=list)
     scenario: ScenarioDoc = Field(default_factory=ScenarioDoc)
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _only_version_one(cls, value: Any) -> Any:
+        # A Literal[1] would take ``true`` (True == 1): compare the type too.
+        if type(value) is not int or value != 1:
+            raise ValueError("must be 1")
+        return value
 
 
 def _path(loc: tuple[int | str, ...]) -> str:
@@ -117,8 +130,26 @@ def _path(loc: tuple[int | str, ...]) -> str:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            out += ("." if out else "") + ("from" if part == "from_" else str(part))
+            out += ("." if out else "") + ("from" if part == "from_" else field_name(part))
     return out
+
+
+# pydantic's error types, said the way :mod:`patterns.params` says them.
+_MESSAGES = {
+    "extra_forbidden": "unknown field",
+    "missing": "is required",
+    "model_type": "must be an object",
+    "dict_type": "must be an object",
+    "list_type": "must be a list",
+    "string_type": "must be text",
+    "float_type": "must be a number",
+    "int_type": "must be a whole number",
+    "finite_number": "must be finite",
+    "string_pattern_mismatch": "must be 1 to 64 letters, digits or _ . : - "
+                               "(starting with a letter, digit or _)",
+}
+_BOUNDS = {"greater_than_equal": ("ge", "≥"), "greater_than": ("gt", ">"),
+           "less_than_equal": ("le", "≤"), "less_than": ("lt", "<")}
 
 
 def _pydantic_error(exc: ValidationError) -> TopologyError:
@@ -126,12 +157,43 @@ def _pydantic_error(exc: ValidationError) -> TopologyError:
     loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
     # A literal's error location ends in the literal's repr; drop it.
     loc = tuple(p for p in loc if not (isinstance(p, str) and p.startswith("literal[")))
-    message = err["msg"]
-    if err["type"] == "extra_forbidden":
-        message = "unknown field"
-    elif err["type"] == "missing":
-        message = "is required"
-    return TopologyError(_path(loc), message[0].lower() + message[1:])
+    kind = err["type"]
+    if kind in _MESSAGES:
+        message = _MESSAGES[kind]
+    elif kind == "literal_error":
+        message = f"must be {err.get('ctx', {}).get('expected')}"
+    elif kind in _BOUNDS:
+        key, sign = _BOUNDS[kind]
+        bound = err.get("ctx", {}).get(key)
+        message = f"must be {sign} {bound:g}" if isinstance(bound, (int, float)) \
+            else f"must be {sign} {bound}"
+    else:
+        message = err["msg"].removeprefix("Value error, ") or "is invalid"
+        message = message[0].lower() + message[1:]
+    return TopologyError(_path(loc), message)
+
+
+def _check_json(raw: Any, limits: Limits) -> None:
+    """Refuse what JSON cannot hold (non-text keys, tuples, bytes…) and deep nesting.
+
+    Iterative, so a hostile nesting depth cannot exhaust the interpreter's stack.
+    """
+    stack: list[tuple[Any, str, int]] = [(raw, "", 0)]
+    while stack:
+        value, path, depth = stack.pop()
+        if depth > limits.max_depth:
+            raise TopologyError(path, f"nested too deeply (more than {limits.max_depth} "
+                                "levels)")
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if not isinstance(key, str):
+                    raise TopologyError(path, f"keys must be text, got {key!r}")
+                stack.append((item, f"{path}.{field_name(key)}" if path else field_name(key),
+                              depth + 1))
+        elif isinstance(value, list):
+            stack.extend((item, f"{path}[{i}]", depth + 1) for i, item in enumerate(value))
+        elif value is not None and not isinstance(value, (bool, int, float, str)):
+            raise TopologyError(path, f"must be a JSON value, not {type(value).__name__}")
 
 
 def validate(raw: Any, limits: Limits = LIMITS) -> dict[str, Any]:
@@ -143,6 +205,7 @@ def validate(raw: Any, limits: Limits = LIMITS) -> dict[str, Any]:
         raise TopologyError("nodes", f"at most {limits.max_nodes} nodes, got {len(nodes_raw)}")
     if isinstance(edges_raw, list) and len(edges_raw) > limits.max_edges:
         raise TopologyError("edges", f"at most {limits.max_edges} edges, got {len(edges_raw)}")
+    _check_json(raw, limits)
     try:
         doc = Document.model_validate(raw)
     except ValidationError as exc:
@@ -151,8 +214,10 @@ def validate(raw: Any, limits: Limits = LIMITS) -> dict[str, Any]:
 
 
 def _check(doc: Document, limits: Limits) -> dict[str, Any]:
-    if len(doc.title) > limits.max_label:
-        raise TopologyError("title", f"must be at most {limits.max_label} characters")
+    for name in ("title", "pattern", "variant"):
+        text = getattr(doc, name)
+        if text is not None and len(text) > limits.max_label:
+            raise TopologyError(name, f"must be at most {limits.max_label} characters")
     if not doc.nodes:
         raise TopologyError("nodes", "must hold at least one node")
     nodes_out: list[dict[str, Any]] = []
@@ -235,18 +300,22 @@ def _check_fault(i: int, fault: FaultDoc, ids: dict[str, int], edge_ids: set[str
     out: dict[str, Any] = {"at_s": fault.at_s, "target": fault.target, "action": action}
     if fault.until_s is not None:
         out["until_s"] = fault.until_s
+    if fault.param is not None and action != "set":
+        raise TopologyError(f"{path}.param", "only 'set' takes a parameter")
     if action in faults.VALUE_BOUNDS:
         low, high = faults.VALUE_BOUNDS[action]
-        value = fault.value
-        if isinstance(value, bool) or not isinstance(value, (int, float)) \
-                or not math.isfinite(value) or not low <= value <= high:
+        value = finite(fault.value)
+        if value is None or not low <= value <= high:
             raise TopologyError(f"{path}.value", f"must be a number from {low:g} to {high:g}")
-        out["value"] = float(value)
+        out["value"] = value
     elif action == "set":
         if not is_node:
             raise TopologyError(f"{path}.target", "'set' targets a node")
         node = nodes[ids[fault.target]]
         declared = {p.name: p for p in KINDS[node["kind"]].PARAMS}
+        if fault.param is None:
+            raise TopologyError(f"{path}.param", f"'set' needs the parameter to set; "
+                                f"{node['kind']} has: {', '.join(declared)}")
         if fault.param not in declared:
             raise TopologyError(f"{path}.param", f"{node['kind']} has no parameter "
                                 f"{fault.param!r}; known: {', '.join(declared)}")

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
 import orjson
+from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.templatetags.static import static
 from django.views.decorators.http import require_GET
 
 from patterns import catalog
@@ -30,11 +33,25 @@ def library(request: HttpRequest) -> HttpResponse:
                                             "count": len(catalog.PATTERNS)})
 
 
+@cache
+def _import_map() -> str:
+    """An import map from each module's plain static URL to its (possibly hashed) name.
+
+    The modules import each other by relative path, which resolves to the plain URL; with
+    ManifestStaticFilesStorage the map sends those to the hashed files. It is an inline
+    script, allowed by the CSP through the request's nonce.
+    """
+    modules = sorted(p.name for p in (settings.BASE_DIR / "static" / "js").glob("*.js"))
+    imports = {f"{settings.STATIC_URL}js/{name}": static(f"js/{name}") for name in modules}
+    return orjson.dumps({"imports": imports}).decode().replace("</", "<\\/")
+
+
 def _playground(request: HttpRequest, *, pattern: str | None,
                 boot: dict[str, Any]) -> HttpResponse:
     describe = catalog.get(pattern).describe() if pattern in catalog.PATTERNS else None
     return render(request, "playground.html", {"pattern": describe, "boot": boot,
-                                               "plotly_js": PLOTLY_JS})
+                                               "plotly_js": PLOTLY_JS,
+                                               "import_map": _import_map()})
 
 
 @require_GET

@@ -21,6 +21,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from patterns.engine.kernel import Stalled
 from patterns.live import MAX_SPEED, MODES, ControlError, LiveRun
 from patterns.run import prepare
 from patterns.topology import TopologyError
@@ -122,6 +123,8 @@ def execute(run_id: str, task_id: str = "") -> None:
     except SoftTimeLimitExceeded:
         _end(r, run, Run.Status.FAILED, live.seq, None,
              "the run took longer than the worker's time limit")
+    except Stalled as exc:
+        _end(r, run, Run.Status.FAILED, live.seq, None, str(exc))
     except Exception:
         log.exception("run %s failed", run_id)
         _end(r, run, Run.Status.FAILED, live.seq, None, traceback.format_exc(limit=3))

@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 import dj_database_url
+from csp.constants import NONCE
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -148,11 +149,12 @@ RUN_STREAM_TTL_S = int(os.environ.get("RUN_STREAM_TTL_S", "86400"))
 # A running run whose worker has not beaten for this long is failed as orphaned.
 RUN_HEARTBEAT_S = int(os.environ.get("RUN_HEARTBEAT_S", "15"))
 
-# Content Security Policy (django-csp 4): everything from our own origin, no inline script.
+# Content Security Policy (django-csp 4): everything from our own origin; the only inline
+# script is the import map, which carries the request's nonce.
 CONTENT_SECURITY_POLICY = {
     "DIRECTIVES": {
         "default-src": ["'self'"],
-        "script-src": ["'self'"],
+        "script-src": ["'self'", NONCE],
         # Plotly sets inline styles on the charts it draws.
         "style-src": ["'self'", "'unsafe-inline'"],
         "img-src": ["'self'", "data:", "blob:"],

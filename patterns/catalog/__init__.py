@@ -5,9 +5,12 @@ place that says which exist.
 """
 
 from patterns import components  # noqa: F401  (generic kinds first)
+from patterns.catalog.communication import (  # noqa: F401
+    load_balancing,
+    publisher_subscriber,
+    request_response,
+)
 from patterns.catalog.registry import CATEGORIES, PATTERNS, Pattern, get, register_pattern
+from patterns.catalog.reliability import circuit_breaker, retry, timeout  # noqa: F401
 
 __all__ = ["CATEGORIES", "PATTERNS", "Pattern", "get", "register_pattern"]
-
-# The patterns, by category.
-from patterns.catalog.communication import request_response  # noqa: F401

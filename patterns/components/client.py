@@ -89,6 +89,9 @@ class Client(Node):
         self.in_flight = 0
         self.sent = 0
         self._cum_weights: list[float] = []
+        # The next open-loop arrival, so the chain is never doubled (nor lost) when the
+        # rate drops to 0 and comes back.
+        self._next_arrival: Entry | None = None
 
     def start(self) -> None:
         self._cum_weights = list(itertools.accumulate(e.weight for e in self.out_edges))
@@ -99,16 +102,30 @@ class Client(Node):
             for user in range(self.p["concurrency"]):
                 self.kernel.schedule(start_ms, self._user_send, user)
         elif self.p["rate_rps"] > 0:
-            self.kernel.schedule(start_ms + self._gap(), self._arrive)
+            self._next_arrival = self.kernel.schedule(start_ms + self._gap(), self._arrive)
 
     def set_rate_multiplier(self, factor: float) -> None:
-        was_idle = self.rate_multiplier == 0
         self.rate_multiplier = factor
-        if was_idle and factor > 0 and self.p["concurrency"] == 0 and self.out_edges:
-            self.kernel.schedule(self._gap(), self._arrive)
+        self._resume_arrivals()
 
     def set_param(self, name: str, value: Any) -> None:
         self.p[name] = value
+        p = self.p
+        if name in ("keys", "key_dist", "key_skew", "hot_share"):
+            self._cdf = _key_cdf(p["keys"], p["key_dist"], p["key_skew"], p["hot_share"])
+        elif name == "think_time_ms":
+            self._think = parse(value).sampler(self.rng)
+        elif name == "rate_rps":
+            self._resume_arrivals()
+
+    def _resume_arrivals(self) -> None:
+        """Restart the open-loop arrivals if they stopped at a zero rate and may go on."""
+        if self._next_arrival is not None or self.p["concurrency"] > 0 or not self.out_edges \
+                or self.p["rate_rps"] * self.rate_multiplier <= 0 \
+                or self.kernel.now >= self.sim.duration_ms:
+            return
+        wait = max(0.0, self.p["start_s"] * 1000.0 - self.kernel.now)
+        self._next_arrival = self.kernel.schedule(wait + self._gap(), self._arrive)
 
     # -- generating load -----------------------------------------------------------------------
     def _gap(self) -> float:
@@ -120,9 +137,11 @@ class Client(Node):
         return float(self._interarrival(rate))
 
     def _arrive(self, _: Any) -> None:
-        if self.kernel.now >= self.sim.duration_ms or self.rate_multiplier == 0:
+        self._next_arrival = None
+        if self.kernel.now >= self.sim.duration_ms \
+                or self.p["rate_rps"] * self.rate_multiplier <= 0:
             return
-        self.kernel.schedule(self._gap(), self._arrive)
+        self._next_arrival = self.kernel.schedule(self._gap(), self._arrive)
         if self.down:
             return
         for _i in range(self.p["burst_size"] if self.p["arrival"] == "bursty" else 1):

@@ -6,17 +6,24 @@ time, then (for a service with downstream edges) calls each of them synchronousl
 holding the worker, sequentially or in parallel, and answers. A failure downstream fails
 the call (502).
 
-With deadline propagation on the incoming edge, a call whose caller has given up is skipped
-when it reaches a worker; without it the work is done anyway and counted as ``wasted_ms``.
+Without deadline propagation on the incoming edge a service never learns that its caller
+gave up: it does the work anyway, and the worker time spent on calls nobody waits for any
+more is counted as ``wasted_ms``. With propagation the service skips such work: a call
+whose caller gave up (or whose request deadline passed) is dropped when it reaches a worker,
+a job stops before calling downstream, and a job in progress is stopped the moment its
+caller gives up, cancelling its own downstream calls in turn (``expired_skipped`` counts
+them; the work already done on them is still wasted).
 """
 
 from __future__ import annotations
 
 from collections import deque
+from functools import partial
 from typing import Any
 
 from patterns.engine import messages as m
 from patterns.engine.distributions import Sampler, parse
+from patterns.engine.kernel import Entry, Kernel
 from patterns.engine.network import Call, Invocation
 from patterns.engine.node import Node, register_kind
 from patterns.params import Param
@@ -27,7 +34,8 @@ FANOUTS = ("sequential", "parallel")
 class Job:
     """One call being worked on by one worker."""
 
-    __slots__ = ("call", "dead", "failure", "next_edge", "started", "waiting")
+    __slots__ = ("call", "dead", "failure", "handles", "next_edge", "started", "timer",
+                 "waiting")
 
     def __init__(self, call: Call, started: float) -> None:
         self.call = call
@@ -36,6 +44,9 @@ class Job:
         self.waiting = 0
         self.failure: m.Reply | None = None
         self.dead = False
+        self.timer: Entry | None = None
+        # Downstream calls in progress, kept only when the job can be stopped (propagation).
+        self.handles: list[Call | Invocation] | None = None
 
 
 class WorkerPool(Node):
@@ -119,7 +130,26 @@ class WorkerPool(Node):
             self.max_busy = self.busy
         job = Job(call, self.kernel.now)
         self.jobs.add(job)
-        self.kernel.schedule(self.work_time(call) * self.slow, self._worked, job)
+        if call.edge.deadline_propagation:
+            job.handles = []
+            call.on_abandon = partial(self._abandoned, job)
+        job.timer = self.kernel.schedule(self.work_time(call) * self.slow, self._worked, job)
+
+    def _abandoned(self, job: Job, call: Call) -> None:
+        """The caller gave up on a job in progress (deadline propagation): stop it."""
+        if job.dead:
+            return
+        job.dead = True
+        self.jobs.discard(job)
+        Kernel.cancel(job.timer)
+        for handle in job.handles or ():
+            handle.cancel()
+        self.expired_skipped += 1
+        self.wasted_ms += self.kernel.now - job.started
+        self._account()
+        self.busy -= 1
+        # No answer: the caller is gone (its stream reset), so the worker just moves on.
+        self._drain_queue()
 
     def _worked(self, job: Job) -> None:
         if job.dead:
@@ -129,17 +159,34 @@ class WorkerPool(Node):
             failure = m.TRANSIENT_ERROR
         if failure is not None or not self.out_edges:
             self._finish(job, failure or m.OK)
+        elif self._skip_expired(job):
+            return
         elif self.p.get("fanout", "sequential") == "parallel":
             job.waiting = len(self.out_edges)
             for edge in self.out_edges:
-                self.net.invoke(edge, job.call.req, self._parallel_reply, job)
+                handle = self.net.invoke(edge, job.call.req, self._parallel_reply, job)
+                if job.handles is not None:
+                    job.handles.append(handle)
         else:
             self._call_next(job)
 
+    def _skip_expired(self, job: Job) -> bool:
+        """With propagation, end a job whose request expired instead of calling downstream."""
+        call = job.call
+        if call.edge.deadline_propagation and call.expired:
+            self.expired_skipped += 1
+            self._finish(job, m.DEADLINE_EXCEEDED)
+            return True
+        return False
+
     def _call_next(self, job: Job) -> None:
+        if job.next_edge > 0 and self._skip_expired(job):
+            return
         edge = self.out_edges[job.next_edge]
         job.next_edge += 1
-        self.net.invoke(edge, job.call.req, self._sequential_reply, job)
+        handle = self.net.invoke(edge, job.call.req, self._sequential_reply, job)
+        if job.handles is not None:
+            job.handles.append(handle)
 
     def _sequential_reply(self, handle: Call | Invocation, reply: m.Reply) -> None:
         job: Job = handle.ctx
@@ -165,6 +212,7 @@ class WorkerPool(Node):
     def _finish(self, job: Job, reply: m.Reply) -> None:
         self.jobs.discard(job)
         call = job.call
+        call.on_abandon = None
         if call.abandoned:
             self.wasted_ms += self.kernel.now - job.started
         self.completed += 1

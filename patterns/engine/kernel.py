@@ -9,11 +9,25 @@ Time is a float in simulated milliseconds. The vocabulary follows SimPy's (``tim
   same instant run in the order they were scheduled: a run replays byte for byte;
 - a scheduled callback can be cancelled (lazily: the heap entry is blanked), which is what
   makes resettable timers cheap.
+
+When things happen at one instant:
+
+- entries run in the order they were scheduled (time, then the global sequence number);
+- an event's callbacks run on one heap entry: for :meth:`Event.succeed` and
+  :meth:`Event.fail` one scheduled at that moment, for :meth:`Kernel.timeout` the timeout's
+  own entry;
+- an event that nobody has subscribed to when it is triggered is processed at once, with no
+  heap entry (a slot granted at once, an item already in a store, a process that nobody waits
+  for ending); a callback added to a processed event runs on its own entry, scheduled then;
+- a process that yields an event already processed goes on at once, without a round trip
+  through the heap (``yield resource.request()`` with a free slot costs nothing); starting a
+  process, a sleep, and ``yield None`` always go through the heap.
 """
 
 from __future__ import annotations
 
 import heapq
+import itertools
 from collections import deque
 from collections.abc import Callable, Generator, Iterable
 from typing import Any
@@ -24,6 +38,26 @@ Entry = list[Any]
 ProcessGenerator = Generator[Any, Any, Any]
 
 INFINITY = float("inf")
+
+# Bound once: the hot paths below call them hundreds of thousands of times per second.
+_heappush = heapq.heappush
+_heappop = heapq.heappop
+
+
+# More events than this at one instant means time has stopped: a loop with no delay.
+MAX_EVENTS_AT_ONE_INSTANT = 250_000
+
+
+class Stalled(RuntimeError):
+    """Simulated time stopped advancing (a cycle of zero-delay steps)."""
+
+    def __init__(self, at_ms: float) -> None:
+        super().__init__(
+            f"simulated time stopped at {at_ms / 1000:.3f} s: more than "
+            f"{MAX_EVENTS_AT_ONE_INSTANT:,} events at one instant. Something loops with no "
+            "delay, such as a closed-loop client with no think time calling zero-time work "
+            "over zero-latency edges; give one of them a duration.")
+        self.at_ms = at_ms
 
 
 class Interrupt(Exception):
@@ -37,20 +71,20 @@ class Interrupt(Exception):
 class Kernel:
     """The clock and the agenda. ``now`` is the current simulated time in ms."""
 
-    __slots__ = ("_heap", "_seq", "now", "steps")
+    __slots__ = ("_heap", "_next_seq", "now", "steps")
 
     def __init__(self) -> None:
         self._heap: list[Entry] = []
-        self._seq = 0
+        # The global sequence number: the tie-break between entries due at the same instant.
+        self._next_seq = itertools.count(1).__next__
         self.now = 0.0
         self.steps = 0
 
     # -- scheduling -------------------------------------------------------------------------
     def schedule(self, delay: float, fn: Callback, arg: Any = None) -> Entry:
         """Run ``fn(arg)`` after ``delay`` ms; returns a handle for :meth:`cancel`."""
-        self._seq += 1
-        entry = [self.now + delay, self._seq, fn, arg]
-        heapq.heappush(self._heap, entry)
+        entry = [self.now + delay, self._next_seq(), fn, arg]
+        _heappush(self._heap, entry)
         return entry
 
     def schedule_at(self, when: float, fn: Callback, arg: Any = None) -> Entry:
@@ -62,22 +96,38 @@ class Kernel:
             entry[2] = None
 
     def run(self, until: float = INFINITY) -> None:
-        """Advance until the agenda is empty or the next entry lies beyond ``until``."""
+        """Advance until the agenda is empty or the next entry lies beyond ``until``.
+
+        Raises :class:`Stalled` when time stops moving: a loop with no delay in it (a
+        closed-loop client with no think time calling zero-time work over zero-latency
+        edges) would otherwise never return.
+        """
         heap = self._heap
-        pop = heapq.heappop
+        pop = _heappop
         steps = 0
-        while heap:
-            entry = heap[0]
-            if entry[0] > until:
-                break
-            pop(heap)
-            fn = entry[2]
-            if fn is None:
-                continue
-            self.now = entry[0]
-            steps += 1
-            fn(entry[3])
-        self.steps += steps
+        same_instant = 0
+        try:
+            while heap:
+                # Pop first and put back the one entry beyond ``until``: cheaper than peeking
+                # at every step.
+                entry = pop(heap)
+                when, _, fn, arg = entry
+                if when > until:
+                    _heappush(heap, entry)
+                    break
+                if fn is None:
+                    continue
+                if when == self.now:
+                    same_instant += 1
+                    if same_instant > MAX_EVENTS_AT_ONE_INSTANT:
+                        raise Stalled(when)
+                else:
+                    same_instant = 0
+                    self.now = when
+                steps += 1
+                fn(arg)
+        finally:
+            self.steps += steps
         if until != INFINITY and self.now < until:
             self.now = until
 
@@ -85,7 +135,7 @@ class Kernel:
         """Time of the next live entry, or infinity."""
         heap = self._heap
         while heap and heap[0][2] is None:
-            heapq.heappop(heap)
+            _heappop(heap)
         return heap[0][0] if heap else INFINITY
 
     # -- vocabulary -------------------------------------------------------------------------
@@ -93,9 +143,12 @@ class Kernel:
         return Event(self)
 
     def timeout(self, delay: float, value: Any = None) -> Event:
-        """An event that succeeds with ``value`` after ``delay`` ms."""
+        """An event that succeeds with ``value`` after ``delay`` ms.
+
+        Its callbacks run on the timeout's own heap entry, not on a second one.
+        """
         ev = Event(self)
-        self.schedule(delay, ev._succeed_later, value)
+        self.schedule(delay, ev._fire, value)
         return ev
 
     def process(self, gen: ProcessGenerator) -> Process:
@@ -115,31 +168,47 @@ class Event:
 
     def __init__(self, kernel: Kernel) -> None:
         self.kernel = kernel
-        # None once the callbacks have run: late subscribers are called on the next step.
+        # None once processed (the callbacks have run, or there were none to run when the
+        # event was triggered): a late subscriber is called on an entry of its own.
         self.callbacks: list[Callback] | None = []
         self.value: Any = None
         self.ok = True
         self.triggered = False
 
     def succeed(self, value: Any = None) -> Event:
+        """Trigger the event with ``value``; its callbacks run at this instant, on the heap."""
         if self.triggered:
             raise RuntimeError(f"{self!r} has already been triggered")
         self.triggered = True
         self.value = value
-        self.kernel.schedule(0.0, self._dispatch)
+        if self.callbacks:
+            kernel = self.kernel
+            _heappush(kernel._heap, [kernel.now, kernel._next_seq(), self._dispatch, None])
+        else:
+            # Nobody waits yet: processed now, and no heap entry is spent on it.
+            self.callbacks = None
         return self
 
     def fail(self, exc: BaseException) -> Event:
+        """Trigger the event with an exception, which is thrown into waiting processes."""
         if self.triggered:
             raise RuntimeError(f"{self!r} has already been triggered")
         self.triggered = True
         self.ok = False
         self.value = exc
-        self.kernel.schedule(0.0, self._dispatch)
+        if self.callbacks:
+            self.kernel.schedule(0.0, self._dispatch)
+        else:
+            self.callbacks = None
         return self
 
-    def _succeed_later(self, value: Any) -> None:
-        self.succeed(value)
+    def _fire(self, value: Any) -> None:
+        """A timeout's entry: trigger and run the callbacks in one step."""
+        if self.triggered:
+            raise RuntimeError(f"{self!r} has already been triggered")
+        self.triggered = True
+        self.value = value
+        self._dispatch(None)
 
     def _dispatch(self, _: Any) -> None:
         callbacks, self.callbacks = self.callbacks, None
@@ -148,6 +217,7 @@ class Event:
                 cb(self)
 
     def add_callback(self, cb: Callback) -> None:
+        """Call ``cb(event)`` once the event is processed (on an entry of its own if it is)."""
         if self.callbacks is None:
             self.kernel.schedule(0.0, cb, self)
         else:
@@ -165,65 +235,89 @@ class Event:
         return self.callbacks is None
 
 
+class _Interruption(Event):
+    """The failed event through which :meth:`Process.interrupt` wakes a process."""
+
+    __slots__ = ()
+
+
 class Process(Event):
     """Runs a generator; succeeds with its return value when it ends."""
 
     __slots__ = ("_target", "gen")
 
     def __init__(self, kernel: Kernel, gen: ProcessGenerator) -> None:
-        super().__init__(kernel)
+        # Event.__init__, inlined: some models make one process per request.
+        self.kernel = kernel
+        self.callbacks = []
+        self.value = None
+        self.ok = True
+        self.triggered = False
         self.gen = gen
-        # What the process waits for: a heap entry (a sleep) or an event.
-        self._target: Entry | Event | None = kernel.schedule(0.0, self._resume_value, None)
+        # What the process waits for: a heap entry (its start, a sleep) or an event. It
+        # starts on the heap, never inside its creator (Kernel.schedule, inlined).
+        entry = [kernel.now, kernel._next_seq(), self._wake, None]
+        _heappush(kernel._heap, entry)
+        self._target: Entry | Event | None = entry
 
     @property
     def is_alive(self) -> bool:
         return not self.triggered
 
-    def _resume_value(self, value: Any) -> None:
+    def _wake(self, ev: Event | None) -> None:
+        """Go on with the generator until it has to wait; ``ev`` is what woke it, if any.
+
+        The one entry point for starts, sleeps, events and interrupts: the run loop calls it
+        straight from the heap, so each wake-up costs a single Python call.
+        """
         self._target = None
-        try:
-            yielded = self.gen.send(value)
-        except StopIteration as stop:
-            self.succeed(stop.value)
-            return
-        self._wait(yielded)
-
-    def _resume_event(self, ev: Event) -> None:
-        self._target = None
-        try:
-            if ev.ok:
-                yielded = self.gen.send(ev.value)
-            else:
-                yielded = self.gen.throw(ev.value)
-        except StopIteration as stop:
-            self.succeed(stop.value)
-            return
-        self._wait(yielded)
-
-    def _throw(self, exc: BaseException) -> None:
-        try:
-            yielded = self.gen.throw(exc)
-        except StopIteration as stop:
-            self.succeed(stop.value)
-            return
-        except Interrupt:
-            # An uncaught interrupt ends the process quietly: it was told to stop.
-            self.succeed(None)
-            return
-        self._wait(yielded)
-
-    def _wait(self, yielded: Any) -> None:
-        cls = yielded.__class__
-        if cls is float or cls is int:
-            self._target = self.kernel.schedule(yielded, self._resume_value, None)
-        elif yielded is None:
-            self._target = self.kernel.schedule(0.0, self._resume_value, None)
-        elif isinstance(yielded, Event):
-            self._target = yielded
-            yielded.add_callback(self._resume_event)
+        gen = self.gen
+        if ev is None:
+            value, exc = None, None
+        elif ev.ok:
+            value, exc = ev.value, None
         else:
-            raise TypeError(f"a process yielded {yielded!r}: yield a delay in ms or an Event")
+            value, exc = None, ev.value
+        while True:
+            try:
+                if exc is None:
+                    yielded = gen.send(value)
+                else:
+                    yielded = gen.throw(exc)
+            except StopIteration as stop:
+                self.succeed(stop.value)
+                return
+            except Interrupt:
+                if ev.__class__ is not _Interruption:
+                    raise
+                # An uncaught interrupt ends the process quietly: it was told to stop.
+                self.succeed(None)
+                return
+            cls = yielded.__class__
+            if cls is float or cls is int:
+                # Kernel.schedule, inlined: a sleep is the commonest wait.
+                kernel = self.kernel
+                entry = [kernel.now + yielded, kernel._next_seq(), self._wake, None]
+                _heappush(kernel._heap, entry)
+                self._target = entry
+                return
+            if yielded is None:
+                self._target = self.kernel.schedule(0.0, self._wake, None)
+                return
+            if not isinstance(yielded, Event):
+                raise TypeError(
+                    f"a process yielded {yielded!r}: yield a delay in ms or an Event")
+            callbacks = yielded.callbacks
+            if callbacks is not None:
+                self._target = yielded
+                callbacks.append(self._wake)
+                return
+            # Already processed: go on at once with its outcome.
+            ev = yielded
+            if ev.ok:
+                value, exc = ev.value, None
+            else:
+                value, exc = None, ev.value
 
     def interrupt(self, cause: Any = None) -> None:
         """Throw :class:`Interrupt` into the process at the current instant."""
@@ -231,10 +325,15 @@ class Process(Event):
             return
         target = self._target
         if isinstance(target, Event):
-            target.remove_callback(self._resume_event)
+            target.remove_callback(self._wake)
         elif target is not None:
             Kernel.cancel(target)
-        self._target = self.kernel.schedule(0.0, self._throw, Interrupt(cause))
+        interruption = _Interruption(self.kernel)
+        interruption.triggered = True
+        interruption.ok = False
+        interruption.value = Interrupt(cause)
+        interruption.callbacks = None
+        self._target = self.kernel.schedule(0.0, self._wake, interruption)
 
 
 class Condition(Event):
@@ -436,17 +535,25 @@ class Resource:
         return self._busy_area + self.in_use * (self.kernel.now - self._last_change)
 
     def request(self) -> Event:
-        ev = Event(self.kernel)
-        if self.in_use < self.capacity:
-            self._account()
-            self.in_use += 1
-            if self.in_use > self.max_in_use:
-                self.max_in_use = self.in_use
-            ev.succeed()
+        """An event that succeeds when a slot is this caller's (at once when one is free)."""
+        kernel = self.kernel
+        ev = Event(kernel)
+        in_use = self.in_use
+        if in_use < self.capacity:
+            now = kernel.now
+            self._busy_area += in_use * (now - self._last_change)
+            self._last_change = now
+            self.in_use = in_use = in_use + 1
+            if in_use > self.max_in_use:
+                self.max_in_use = in_use
+            # Granted: processed at once (nobody can wait on it yet), no heap entry.
+            ev.triggered = True
+            ev.callbacks = None
         else:
-            self.waiting.append(ev)
-            if len(self.waiting) > self.max_waiting:
-                self.max_waiting = len(self.waiting)
+            waiting = self.waiting
+            waiting.append(ev)
+            if len(waiting) > self.max_waiting:
+                self.max_waiting = len(waiting)
         return ev
 
     def try_acquire(self) -> bool:
@@ -467,11 +574,14 @@ class Resource:
             pass
 
     def release(self) -> None:
+        """Give a slot back: the first in line gets it at this instant, else it is free."""
         if self.waiting and self.in_use <= self.capacity:
             # Hand the slot straight to the next in line: in_use is unchanged.
             self.waiting.popleft().succeed()
             return
-        self._account()
+        now = self.kernel.now
+        self._busy_area += self.in_use * (now - self._last_change)
+        self._last_change = now
         self.in_use -= 1
 
     def resize(self, capacity: int) -> None:

@@ -8,6 +8,12 @@ caller without a timeout waits forever (which the summary counts as ``in_flight`
 :meth:`Network.invoke` is what a caller uses: one logical call, with the edge's
 policies applied (a per-attempt ``timeout_ms`` and a ``retry`` policy). The callee sees
 each attempt as a :class:`Call` and answers it with :meth:`Call.reply` exactly once.
+
+A caller that gives up on a call (its timeout, or a cancel) stops waiting at once; a reply
+that still comes is counted late and ignored. Without deadline propagation the callee does
+not know and keeps working (wasted work); with it, the callee may register
+``Call.on_abandon`` and is told the moment the caller gives up, as a callee that holds the
+caller's deadline (gRPC) would be.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ OnReply = Callable[[Any, m.Reply], None]
 
 class Edge:
     __slots__ = (
+        "answered",
         "cut",
         "deadline_propagation",
         "drop_rate",
@@ -41,6 +48,7 @@ class Edge:
         "late_replies",
         "latency",
         "latency_dist",
+        "max_wait",
         "params",
         "retry",
         "rng",
@@ -71,6 +79,10 @@ class Edge:
         self.dropped = 0
         self.timeouts = 0
         self.late_replies = 0
+        # Replies the caller received in time, and the longest any caller waited on one
+        # attempt (answered or timed out): a timeout bounds it.
+        self.answered = 0
+        self.max_wait = 0.0
 
     def _lost(self) -> bool:
         if self.cut:
@@ -89,6 +101,8 @@ class Call:
         "edge",
         "mid",
         "net",
+        "on_abandon",
+        "on_late_reply",
         "on_reply",
         "req",
         "result",
@@ -111,6 +125,12 @@ class Call:
         # True once the caller stopped waiting (timeout or cancel): work on it is wasted.
         self.abandoned = False
         self.result: m.Reply | None = None
+        # Set by a callee that wants to stop work the caller gave up on; called only when
+        # the edge propagates deadlines.
+        self.on_abandon: Callable[[Call], None] | None = None
+        # Set by a caller that still wants to hear a reply after it stopped waiting (a
+        # broker learns from a late ack that a message was processed twice).
+        self.on_late_reply: OnReply | None = None
 
     def reply(self, reply: m.Reply) -> None:
         """Answer this call: the reply travels back to the caller over the same edge."""
@@ -122,6 +142,12 @@ class Call:
             self.done = True
             self.abandoned = True
             Kernel.cancel(self.timer)
+            self._tell_callee()
+
+    def _tell_callee(self) -> None:
+        if self.on_abandon is not None and self.edge.deadline_propagation:
+            on_abandon, self.on_abandon = self.on_abandon, None
+            on_abandon(self)
 
     @property
     def expired(self) -> bool:
@@ -170,12 +196,15 @@ class Invocation:
         if self.finished:
             return
         policy = self.edge.retry
-        if policy is not None and not reply.ok and m.is_retryable(reply) \
-                and policy.may_retry(self.attempts):
+        if policy is not None and not reply.ok and self.attempts < policy.max_attempts \
+                and policy.wants_retry(reply):
             wait = policy.backoff(self.attempts, self.last_wait)
             deadline = self.req.deadline
             net = self.net
-            if deadline is None or net.kernel.now + wait < deadline:
+            # A retry that could not start before the request's deadline is not made, and
+            # so takes no budget token and is not counted.
+            if (deadline is None or net.kernel.now + wait < deadline) \
+                    and policy.may_retry(self.attempts):
                 self.last_wait = wait
                 if net.trace.full:
                     net.trace.emit({"t": net.kernel.now, "k": "req.retry", "req": self.req.id,
@@ -184,10 +213,14 @@ class Invocation:
                 self.pending = net.kernel.schedule(wait, self.start)
                 return
         self.finished = True
+        if policy is not None:
+            policy.on_finished(self.attempts)
         self.on_reply(self, reply)
 
     def cancel(self) -> None:
         """The caller gave up: no more attempts, and the current one is abandoned."""
+        if not self.finished and self.edge.retry is not None:
+            self.edge.retry.on_finished(self.attempts)
         self.finished = True
         Kernel.cancel(self.pending)
         if self.current is not None:
@@ -272,9 +305,16 @@ class Network:
     def _return(self, call: Call) -> None:
         if call.done:
             call.edge.late_replies += 1
+            if call.on_late_reply is not None:
+                call.on_late_reply(call, call.result or m.OK)
             return
         call.done = True
         Kernel.cancel(call.timer)
+        edge = call.edge
+        edge.answered += 1
+        wait = self.kernel.now - call.sent_at
+        if wait > edge.max_wait:
+            edge.max_wait = wait
         if self.trace.full:
             self.trace.emit({"t": self.kernel.now, "k": "msg.recv", "id": call.mid,
                              "e": call.edge.id, "dir": "rep"})
@@ -285,5 +325,14 @@ class Network:
             return
         call.done = True
         call.abandoned = True
-        call.edge.timeouts += 1
+        edge = call.edge
+        edge.timeouts += 1
+        wait = self.kernel.now - call.sent_at
+        if wait > edge.max_wait:
+            edge.max_wait = wait
+        if self.trace.full:
+            self.trace.emit({"t": self.kernel.now, "k": "msg.timeout", "id": call.mid,
+                             "e": edge.id, "req": call.req.id, "attempt": call.attempt,
+                             "wait": round(wait, 3)})
+        call._tell_callee()
         call.on_reply(call, m.TIMEOUT)

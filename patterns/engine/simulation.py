@@ -10,6 +10,7 @@ each request exactly once.
 from __future__ import annotations
 
 import random
+from array import array
 from collections.abc import Callable
 from typing import Any
 
@@ -26,6 +27,7 @@ from patterns.engine.trace import Level, Trace
 SAMPLE_MS = 1000.0
 
 FiguresFn = Callable[["Simulation"], dict[str, Any]]
+_OUTCOME_INDEX = {outcome: i for i, outcome in enumerate(m.OUTCOMES)}
 
 
 class Simulation:
@@ -47,6 +49,12 @@ class Simulation:
         self.sent = 0
         self.outcomes = dict.fromkeys(m.OUTCOMES, 0)
         self.latency = LatencyRecorder()
+        # When each finished request was created and how long it took, in finishing order
+        # (16 bytes a request), so a summary can be cut to a time window: the span of a fault.
+        self.done_created: array[float] = array("d")
+        self.done_latency: array[float] = array("d")
+        # And how each ended (its index in m.OUTCOMES), for goodput over a window.
+        self.done_outcome: array[int] = array("B")
         self.window = Window()
         self.faults_applied: list[dict[str, Any]] = []
 
@@ -93,6 +101,9 @@ class Simulation:
         outcome = reply.outcome
         self.outcomes[outcome] += 1
         self.latency.record(latency)
+        self.done_created.append(req.created)
+        self.done_latency.append(latency)
+        self.done_outcome.append(_OUTCOME_INDEX[outcome])
         trace = self.trace
         if trace.on:
             self.window.add(outcome, latency)
@@ -168,6 +179,26 @@ class Simulation:
             self.kernel.schedule(SAMPLE_MS, self._sample)
 
     # -- results -----------------------------------------------------------------------------
+    def latency_between(self, start_ms: float, end_ms: float) -> dict[str, float]:
+        """Latency summary of the finished requests created in [start_ms, end_ms).
+
+        ``requests`` says how many were counted (requests still running are not).
+        """
+        recorder = LatencyRecorder()
+        for created, latency in zip(self.done_created, self.done_latency, strict=True):
+            if start_ms <= created < end_ms:
+                recorder.record(latency)
+        return {"requests": recorder.count, **recorder.summary()}
+
+    def outcomes_between(self, start_ms: float, end_ms: float) -> dict[str, int]:
+        """Outcomes of the requests that finished in [start_ms, end_ms) (e.g. goodput)."""
+        counts = [0] * len(m.OUTCOMES)
+        for created, latency, outcome in zip(self.done_created, self.done_latency,
+                                             self.done_outcome, strict=True):
+            if start_ms <= created + latency < end_ms:
+                counts[outcome] += 1
+        return dict(zip(m.OUTCOMES, counts, strict=True))
+
     def summary(self) -> dict[str, Any]:
         duration_s = self.duration_ms / 1000.0
         finished = sum(self.outcomes.values())

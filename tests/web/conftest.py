@@ -23,6 +23,7 @@ class Worker:
     def __init__(self, database: str) -> None:
         env = {**os.environ, "DATABASE_URL": f"sqlite:///{database}",
                "DJANGO_SETTINGS_MODULE": "playground.settings"}
+        env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)  # set by the e2e tests' browser only
         self.process = subprocess.Popen(
             [str(BIN / "celery"), "-A", "playground", "worker", "--loglevel", "warning",
              "--concurrency", "1", "--without-mingle", "--without-gossip",

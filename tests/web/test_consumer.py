@@ -2,9 +2,9 @@
 
 import asyncio
 import json
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from asgiref.sync import async_to_sync
 from channels.testing import WebsocketCommunicator
 
 from playground import streams
@@ -35,6 +35,13 @@ def store(run_id: str, first: int, last: int, end: bool = False) -> None:
         streams.append_end(r, run_id, last, "finished", {"requests": {"sent": 1}})
 
 
+def in_own_loop(coroutine_function) -> None:
+    """Run a coroutine on a fresh event loop in its own thread: the end-to-end tests'
+    Playwright may already run a loop in this thread of the same test process."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(asyncio.run, coroutine_function()).result()
+
+
 def communicate(path: str, script) -> None:
     async def main():
         ws = WebsocketCommunicator(application, path, headers=ORIGIN)
@@ -43,7 +50,7 @@ def communicate(path: str, script) -> None:
             await script(ws, connected, code)
         finally:
             await ws.disconnect()
-    async_to_sync(main)()
+    in_own_loop(main)
 
 
 async def frames(ws, count: int) -> list[dict]:
@@ -139,4 +146,4 @@ def test_a_foreign_origin_is_refused(run):
                                    headers=[(b"origin", b"http://evil.example")])
         connected, _ = await ws.connect()
         assert not connected
-    async_to_sync(main)()
+    in_own_loop(main)
