@@ -114,7 +114,7 @@ class RunConsumer(AsyncWebsocketConsumer):
             return False
         await self.send(text_data=orjson.dumps({
             "type": "end", "status": run.status, "summary": run.summary,
-            "error": run.error or None}).decode())
+            "error": run.error or None, "attempts": run.attempts}).decode())
         await self.close()
         return True
 

@@ -180,7 +180,7 @@ def _end(r: Any, run: Run, status: str, seq: int, summary: dict[str, Any] | None
     updated = Run.objects.filter(id=run.id, status=Run.Status.RUNNING).update(
         status=status, summary=summary, error=error, ended=timezone.now(), frames=seq)
     if updated:
-        streams.append_end(r, run.id, seq, status, summary, error)
+        streams.append_end(r, run.id, seq, status, summary, error, run.attempts)
 
 
 def reap_if_orphaned(run: Run) -> Run:
@@ -199,6 +199,6 @@ def reap_if_orphaned(run: Run) -> Run:
         attempts=F("attempts"))
     if updated:
         seq, _ = streams.last_frame(r, run.id)
-        streams.append_end(r, run.id, seq, Run.Status.FAILED, None, message)
+        streams.append_end(r, run.id, seq, Run.Status.FAILED, None, message, run.attempts)
     run.refresh_from_db()
     return run

@@ -29,6 +29,7 @@ from patterns.engine import messages as m
 from patterns.engine.distributions import Sampler, parse
 from patterns.engine.network import Call, Invocation
 from patterns.engine.node import Node, register_kind
+from patterns.engine.ordered import OrderedSet
 from patterns.params import Param
 
 INFINITY = float("inf")
@@ -64,7 +65,7 @@ class Cache(Node):
         self._dropped: dict[str, str] = {}
         self._hit_time: Sampler = parse(params["hit_time_ms"]).sampler(self.rng)
         # Calls taken and not yet answered; a crash answers them all with a reset.
-        self._serving: set[Call] = set()
+        self._serving: OrderedSet[Call] = OrderedSet()
         self.hits = 0
         self.misses = 0
         self.misses_by_cause = dict.fromkeys(MISS_CAUSES, 0)
@@ -204,7 +205,7 @@ class Cache(Node):
         """The entries live in memory: all are lost, and every key is cold again."""
         self.entries.clear()
         self._dropped.clear()
-        calls, self._serving = self._serving, set()
+        calls, self._serving = self._serving, OrderedSet()
         for call in calls:
             call.reply(m.CONNECTION_RESET)
 

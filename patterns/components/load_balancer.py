@@ -48,6 +48,7 @@ from patterns.engine.distributions import Sampler, parse
 from patterns.engine.kernel import Entry, Kernel
 from patterns.engine.network import Call, Invocation
 from patterns.engine.node import Node, register_kind
+from patterns.engine.ordered import OrderedSet
 from patterns.engine.randomness import stable_hash
 from patterns.params import Param
 
@@ -190,8 +191,8 @@ class LoadBalancer(Node):
         self._service_time: Sampler = parse(params["service_time_ms"]).sampler(self.rng)
         self._proxy_delay = parse(params["service_time_ms"]).mean > 0
         self._next = 0  # round robin's and least connections' rotating start
-        self._pending: set[_Forward] = set()
-        self._in_proxy: set[Call] = set()  # calls in the proxy's own service time
+        self._pending: OrderedSet[_Forward] = OrderedSet()
+        self._in_proxy: OrderedSet[Call] = OrderedSet()  # calls in the proxy's own service time
         self._by_id: dict[str, Backend] = {}
         self._probe_timer: Entry | None = None
         self._probe_seq = 0
@@ -412,8 +413,8 @@ class LoadBalancer(Node):
     # -- life ----------------------------------------------------------------------------------
     def on_crash(self) -> None:
         """Forwarded calls die with the proxy: callers see a reset, late replies are dropped."""
-        pending, self._pending = self._pending, set()
-        waiting, self._in_proxy = self._in_proxy, set()
+        pending, self._pending = self._pending, OrderedSet()
+        waiting, self._in_proxy = self._in_proxy, OrderedSet()
         for forward in sorted(pending, key=lambda f: f.call.mid):
             forward.done = True
             if forward.handle is not None:

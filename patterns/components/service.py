@@ -26,6 +26,7 @@ from patterns.engine.distributions import Sampler, parse
 from patterns.engine.kernel import Entry, Kernel
 from patterns.engine.network import Call, Invocation
 from patterns.engine.node import Node, register_kind
+from patterns.engine.ordered import OrderedSet
 from patterns.params import Param
 
 FANOUTS = ("sequential", "parallel")
@@ -58,7 +59,7 @@ class WorkerPool(Node):
         self.queue_capacity: int = params["queue_capacity"]
         self.queue: deque[Call] = deque()
         self.busy = 0
-        self.jobs: set[Job] = set()
+        self.jobs: OrderedSet[Job] = OrderedSet()
         self.error_rate: float = params.get("error_rate", 0.0)
         # Counters for the summary, and their values at the last sample.
         self.arrivals = 0

@@ -351,6 +351,10 @@ function finish() {
   results.replaceChildren(renderSummary(end.summary, {status: end.status, error: end.error}));
   if (end.summary && end.status === "finished") lastSummary = {docJson: run.docJson, summary: end.summary};
   if (end.status === "failed") banner(`The run failed: ${end.error || "unknown error"}`, "error");
+  else if (end.attempts > 1) {
+    banner(`A worker running this was lost; the run was delivered again and finished ` +
+           `(attempt ${end.attempts}), with no frame lost.`, "info");
+  }
   showTab("results");
   $("[data-action=pause]").disabled = true;
   $("[data-action=stop]").disabled = true;

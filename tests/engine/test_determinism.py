@@ -1,9 +1,13 @@
 """Same document and seed, same event stream, byte for byte, in any process."""
 
 import hashlib
+import os
 import subprocess
 import sys
 
+import pytest
+
+from patterns import catalog
 from patterns.run import prepare, simulate
 from tests.helpers import document
 
@@ -46,3 +50,34 @@ def test_adding_an_unrelated_node_changes_no_other_draws():
     after = _draws(document(more_nodes, more_edges, duration_s=20))
     assert before["a"] == after["a"]
     assert len(after["b"]) > 0
+
+
+CRASH_EVERYTHING = """
+import hashlib, sys
+import orjson
+import patterns.catalog
+from patterns import catalog
+from patterns.run import prepare, simulate
+
+doc = catalog.get(sys.argv[1]).canonical()
+doc["scenario"]["duration_s"] = 12
+for node in doc["nodes"]:
+    if node["kind"] != "client":
+        doc["scenario"]["faults"].append(
+            {"at_s": 3, "until_s": 5, "target": node["id"], "action": "crash"})
+sim = simulate(prepare(doc), trace="full").run()
+print(hashlib.sha256(orjson.dumps(sim.trace.drain())).hexdigest())
+"""
+
+
+@pytest.mark.parametrize("slug", sorted(catalog.PATTERNS))
+def test_crashes_replay_identically_in_processes_with_other_hash_seeds(slug):
+    """What a crash does to pending work must not depend on memory addresses or string
+    hashing, which differ from one process to the next."""
+    digests = set()
+    for hash_seed in ("1", "2"):
+        out = subprocess.run([sys.executable, "-c", CRASH_EVERYTHING, slug], check=True,
+                             capture_output=True, text=True,
+                             env={**os.environ, "PYTHONHASHSEED": hash_seed})
+        digests.add(out.stdout.strip())
+    assert len(digests) == 1

@@ -66,7 +66,7 @@ def test_it_sends_every_frame_after_the_one_asked_then_the_end(run):
         assert [f["seq"] for f in got] == [5, 6, 7, 8, 9, 10]
         end = json.loads(await ws.receive_from(timeout=3))
         assert end == {"type": "end", "status": "finished",
-                       "summary": {"requests": {"sent": 1}}, "error": None}
+                       "summary": {"requests": {"sent": 1}}, "error": None, "attempts": 1}
 
     communicate(f"/ws/runs/{run.id}/?after=4", script)
 

@@ -89,6 +89,7 @@ def test_a_run_whose_worker_process_is_killed_is_redelivered_and_finishes(client
     # No frame is lost or repeated across the two attempts, and time runs on seamlessly.
     assert [seq for seq, _ in entries] == list(range(1, len(entries) + 1))
     frames = [f for _, f in entries if "events" in f]
+    assert entries[-1][1]["attempts"] == 2  # what the page tells the learner
     assert all(a["t1"] == b["t0"] for a, b in itertools.pairwise(frames))
     assert frames[-1]["t1"] == 60_000
 

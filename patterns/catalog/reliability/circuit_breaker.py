@@ -46,6 +46,7 @@ from patterns.engine import messages as m
 from patterns.engine.kernel import Entry, Kernel
 from patterns.engine.network import Call, Edge, Invocation
 from patterns.engine.node import Node, register_kind
+from patterns.engine.ordered import OrderedSet
 from patterns.engine.simulation import Simulation
 from patterns.params import Param
 
@@ -177,7 +178,7 @@ class CircuitBreaker(Node):
         self._trials_admitted = self._trials_done = 0
         self._trial_failures = self._trial_slow = 0
         # Calls let through and not yet answered: a crash answers them with a reset.
-        self._pending: set[Call] = set()
+        self._pending: OrderedSet[Call] = OrderedSet()
         # Counters for the summary, and their values at the last sample.
         self.permitted = 0
         self.rejected = 0
@@ -327,7 +328,7 @@ class CircuitBreaker(Node):
         Kernel.cancel(self._open_timer)
         self._open_timer = None
         self._episode += 1
-        pending, self._pending = self._pending, set()
+        pending, self._pending = self._pending, OrderedSet()
         for call in pending:
             call.reply(m.CONNECTION_RESET)
 
