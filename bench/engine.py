@@ -61,6 +61,7 @@ import simpy  # noqa: E402
 
 from patterns.engine.kernel import Kernel, Resource  # noqa: E402
 from patterns.engine.randomness import stream  # noqa: E402
+from patterns.engine.theory import erlang_c_mean_latency  # noqa: E402
 from patterns.run import prepare, simulate  # noqa: E402
 
 SERVERS = 4  # c
@@ -75,16 +76,6 @@ SEED = 2024  # round r runs every configuration with seed SEED + r
 EVENTS_PER_REQUEST = 3  # arrival, service start, departure
 SAME_PATH_REL = 1e-9  # tiers that share a sample path must agree this closely
 RESULTS = ROOT / "bench" / "results" / "engine.json"
-
-
-def erlang_c_mean_latency(c: int, lam: float, mu: float) -> float:
-    """Mean time in system of an M/M/c queue: the Erlang C wait plus the service time."""
-    a = lam / mu
-    rho = a / c
-    below = sum(a**k / math.factorial(k) for k in range(c))
-    top = a**c / math.factorial(c) / (1 - rho)
-    p_wait = top / (below + top)
-    return p_wait / (c * mu - lam) + 1 / mu
 
 
 def erlang_tolerance(requests: int) -> float:

@@ -1,20 +1,10 @@
 """The engine agrees with queueing theory: M/M/c mean latency against Erlang C."""
 
-import math
 
 import pytest
 
+from patterns.engine.theory import erlang_c_mean_latency
 from tests.helpers import document, run
-
-
-def erlang_c_mean_latency(c: int, lam: float, mu: float) -> float:
-    """Mean time in system of an M/M/c queue (Erlang C wait plus service)."""
-    a = lam / mu
-    rho = a / c
-    below = sum(a**k / math.factorial(k) for k in range(c))
-    top = a**c / math.factorial(c) / (1 - rho)
-    p_wait = top / (below + top)
-    return p_wait / (c * mu - lam) + 1 / mu
 
 
 def mmc(c: int, rho: float, duration_s: float, seed: int, service_ms: float = 20.0):
