@@ -2,6 +2,7 @@
 
 from patterns.components import (  # noqa: F401
     cache,
+    circuit_breaker,
     client,
     load_balancer,
     queue,

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from patterns.catalog import get
-from patterns.catalog.reliability.circuit_breaker import CountWindow, TimeWindow
+from patterns.components.circuit_breaker import CountWindow, TimeWindow
 from patterns.run import prepare, simulate
 from patterns.topology import TopologyError
 from tests.helpers import document, events, run
