@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -20,7 +21,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from patterns.live import MAX_SPEED, ControlError, validate_live_fault
-from playground import streams
+from playground import replays, streams
 from playground.models import Run
 from playground.runs import reap_if_orphaned
 
@@ -106,12 +107,23 @@ class RunConsumer(AsyncWebsocketConsumer):
                 self.credit.clear()
 
     async def _ended_without_stream(self) -> bool:
-        """A run that ended and whose stream is gone (expired) still says how it ended."""
+        """A run that ended and whose stream is gone (expired) is played again: a worker
+        re-simulates it into the stream (:func:`playground.replays.refill`) and the pump
+        reads that as usual. A failed run, or a re-fill that never comes, still says how
+        the run ended."""
         run = await _load_run(self.run_id)
         if run is None or not run.ended_for_good:
             return False
         if await self.redis.exists(streams.stream_key(self.run_id)):
             return False
+        if run.status in replays.REPLAYABLE:
+            asked = getattr(self, "refill_asked", None)
+            if asked is None:
+                self.refill_asked = time.monotonic()
+                await database_sync_to_async(replays.request_refill)(self.run_id)
+                return False
+            if time.monotonic() - asked < replays.REFILL_WAIT_S:
+                return False
         await self.send(text_data=orjson.dumps({
             "type": "end", "status": run.status, "summary": run.summary,
             "error": run.error or None, "attempts": run.attempts}).decode())

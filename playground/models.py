@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
@@ -91,3 +92,92 @@ class Run(models.Model):
             "interventions": self.interventions,
             "ws_url": f"/ws/runs/{self.id}/", "url": f"/r/{self.id}",
         }
+
+
+# ---- the admin-curated scenario library ----------------------------------------------------
+
+SUMMARY_CHARS = 160
+
+
+def validate_scenario(pattern: str, document: Any) -> dict[str, Any]:
+    """The scenario's document, validated with the API's schema and tied to its pattern.
+
+    Returns the validated document (defaults filled in; ``pattern`` set to the scenario's
+    when the document names none). Raises ``ValidationError`` keyed by model field, the
+    message naming the document's bad field: ``nodes[1].params.workers: must be ≥ 1``.
+    """
+    # Imported here: the registry loads every pattern module, which the model layer needs
+    # only when a scenario is checked.
+    from patterns import catalog
+    from patterns.topology import TopologyError, validate
+
+    if pattern not in catalog.PATTERNS:
+        raise ValidationError({"pattern": f"unknown pattern {pattern!r}; available: "
+                                          f"{', '.join(sorted(catalog.PATTERNS))}"})
+    if isinstance(document, dict) and not document.get("pattern"):
+        document = {**document, "pattern": pattern}
+    try:
+        validated = validate(document)
+    except TopologyError as exc:
+        raise ValidationError({"document": str(exc)}) from None
+    if validated.get("pattern") != pattern:
+        raise ValidationError({"document": f"pattern: is {validated.get('pattern')!r} but "
+                                           f"the scenario's pattern is {pattern!r}"})
+    return validated
+
+
+class Scenario(models.Model):
+    """An admin-curated starting point: a pattern's topology with a fault worth studying.
+
+    The library page lists the published ones by their pattern's category. ``full_clean``
+    replaces ``document`` with its validated form (see :func:`validate_scenario`).
+    """
+
+    pattern = models.CharField(max_length=64, db_index=True,
+                               help_text="The pattern this scenario teaches (its slug).")
+    title = models.CharField(max_length=120)
+    description = models.TextField(
+        blank=True, help_text="Plain text. The first line is the card's summary; say what to "
+                              "watch for.")
+    document = models.JSONField(help_text="The topology document, as the API takes it.")
+    featured = models.BooleanField(default=False, help_text="Shown first in its category.")
+    order = models.IntegerField(default=0, help_text="Lower comes first.")
+    published = models.BooleanField(default=False, db_index=True,
+                                    help_text="Listed in the library for everyone.")
+    created = models.DateTimeField(default=timezone.now, editable=False)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ("order", "title", "id")
+
+    def __str__(self) -> str:
+        return self.title
+
+    def clean(self) -> None:
+        # A blank pattern or a missing document is reported by clean_fields (or by the form
+        # that failed to parse it): checking them again would say the same thing twice.
+        if not self.pattern or self.document is None:
+            return
+        self.document = validate_scenario(self.pattern, self.document)
+
+    @property
+    def category(self) -> str:
+        """The pattern's category key, or "" when the pattern is no longer registered."""
+        from patterns import catalog
+
+        pattern = catalog.PATTERNS.get(self.pattern)
+        return pattern.CATEGORY if pattern else ""
+
+    @property
+    def summary(self) -> str:
+        """The description's first line, shortened to fit a card."""
+        line = next((ln.strip() for ln in self.description.splitlines() if ln.strip()), "")
+        if len(line) > SUMMARY_CHARS:
+            line = line[:SUMMARY_CHARS - 1].rstrip() + "…"
+        return line
+
+    def as_json(self) -> dict[str, Any]:
+        """The export form: what :func:`playground.scenarios.parse_import` takes back."""
+        return {"pattern": self.pattern, "title": self.title,
+                "description": self.description, "document": self.document,
+                "featured": self.featured, "order": self.order, "published": self.published}

@@ -4,33 +4,57 @@ from __future__ import annotations
 
 from functools import cache
 from typing import Any
+from urllib.parse import urlencode
 
 import orjson
 from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.templatetags.static import static
+from django.urls import reverse
 from django.views.decorators.http import require_GET
+from django_htmx.http import replace_url
 
 from patterns import catalog
 from patterns.engine.distributions import NAMES as DIST_NAMES
 from patterns.engine.node import KINDS
 from patterns.params import Param
 from patterns.topology import EDGE_PARAMS
-from playground.models import Run, Topology
+from playground import library as library_listing
+from playground.models import Run, Scenario, Topology
 from playground.runs import reap_if_orphaned
 from playground.staticfinders import PLOTLY_JS
 
 
 @require_GET
 def library(request: HttpRequest) -> HttpResponse:
-    by_category: dict[str, list[dict[str, Any]]] = {key: [] for key in catalog.CATEGORIES}
-    for pattern in catalog.PATTERNS.values():
-        by_category[pattern.CATEGORY].append(pattern.describe())
-    categories = [{"key": key, "name": name, "patterns": by_category[key]}
-                  for key, name in catalog.CATEGORIES.items()]
-    return render(request, "library.html", {"categories": categories,
-                                            "count": len(catalog.PATTERNS)})
+    """The library page; ``?category=`` and ``?q=`` filter it as the htmx partial does."""
+    category, q = library_listing.clean_filters(request.GET)
+    return render(request, "library.html", {
+        "categories": library_listing.sections(category, q),
+        "choices": library_listing.category_choices(), "category": category, "q": q,
+        "count": len(catalog.PATTERNS),
+        "scenario_count": Scenario.objects.filter(published=True).count()})
+
+
+@require_GET
+def library_results(request: HttpRequest) -> HttpResponse:
+    """The library's results alone (htmx swaps them in); the address bar follows along."""
+    category, q = library_listing.clean_filters(request.GET)
+    response = render(request, "partials/library_results.html", {
+        "categories": library_listing.sections(category, q), "q": q})
+    query = urlencode({k: v for k, v in (("category", category), ("q", q)) if v})
+    return replace_url(response, reverse("library") + (f"?{query}" if query else ""))
+
+
+@require_GET
+def scenario_page(request: HttpRequest, pk: int) -> HttpResponse:
+    """A curated scenario on the canvas (the library's cards and the admin's preview)."""
+    scenario = library_listing.visible_scenario(request, pk)
+    if scenario is None:
+        raise Http404("no such scenario")
+    return _playground(request, pattern=scenario.pattern,
+                       boot={"scenario": scenario.pk, "pattern": scenario.pattern})
 
 
 @cache
@@ -47,11 +71,14 @@ def _import_map() -> str:
 
 
 def _playground(request: HttpRequest, *, pattern: str | None,
-                boot: dict[str, Any]) -> HttpResponse:
+                boot: dict[str, Any], **extra: Any) -> HttpResponse:
+    """The playground page; ``extra`` adds to the template's context (``doc_title``,
+    ``saved``: the topology opened, ``forked_from``, ``run``). User text in it is
+    rendered as text (autoescape)."""
     describe = catalog.get(pattern).describe() if pattern in catalog.PATTERNS else None
     return render(request, "playground.html", {"pattern": describe, "boot": boot,
                                                "plotly_js": PLOTLY_JS,
-                                               "import_map": _import_map()})
+                                               "import_map": _import_map(), **extra})
 
 
 @require_GET
@@ -67,7 +94,10 @@ def topology_page(request: HttpRequest, slug: str) -> HttpResponse:
     if topology is None:
         raise Http404("no such topology")
     return _playground(request, pattern=topology.pattern or None,
-                       boot={"topology": slug, "pattern": topology.pattern or None})
+                       boot={"topology": slug, "pattern": topology.pattern or None,
+                             "source": slug},
+                       doc_title=topology.title, saved=topology,
+                       forked_from=topology.forked_from)
 
 
 @require_GET
@@ -78,7 +108,10 @@ def run_page(request: HttpRequest, run_id: str) -> HttpResponse:
     run = reap_if_orphaned(run)
     return _playground(request, pattern=run.pattern or None,
                        boot={"run": run.id, "pattern": run.pattern or None,
-                             "document": run.document})
+                             "document": run.document,
+                             "source": run.topology.slug if run.topology else None},
+                       doc_title=run.document.get("title") or "", run=run,
+                       saved=run.topology)
 
 
 # The parameter form (an htmx partial): built from the same declarations that validate input.

@@ -65,15 +65,17 @@ def append_frame(r: redis.Redis, run_id: str, frame: dict[str, Any]) -> None:
 
 
 def append_end(r: redis.Redis, run_id: str, seq: int, status: str,
-               summary: dict[str, Any] | None, error: str = "", attempts: int = 1) -> None:
-    """Close the stream: readers learn the run ended, how, and its summary."""
+               summary: dict[str, Any] | None, error: str = "", attempts: int = 1,
+               extra: dict[str, Any] | None = None) -> None:
+    """Close the stream: readers learn the run ended, how, and its summary (``extra``
+    adds keys to the end message, e.g. ``resimulated`` for a re-filled stream)."""
     key = stream_key(run_id)
     last = r.xrevrange(key, count=1)
     if last and b"end" in last[0][1]:
         return
     top = int(last[0][0].split(b"-")[0]) if last else 0
     end = {"type": "end", "status": status, "summary": summary, "error": error or None,
-           "attempts": attempts}
+           "attempts": attempts, **(extra or {})}
     pipe = r.pipeline()
     pipe.xadd(key, {"end": orjson.dumps(end)}, id=f"{max(seq, top) + 1}-0")
     pipe.expire(key, settings.RUN_STREAM_TTL_S)

@@ -36,7 +36,13 @@ async function request(method, url, body) {
 export const catalog = () => request("GET", "/api/patterns");
 export const pattern = (slug) => request("GET", `/api/patterns/${encodeURIComponent(slug)}`);
 export const topology = (slug) => request("GET", `/api/topologies/${encodeURIComponent(slug)}`);
-export const saveTopology = (doc) => request("POST", "/api/topologies", doc);
+export const scenario = (id) => request("GET", `/api/scenarios/${encodeURIComponent(id)}`);
+/** Save a document under a new slug; forkedFrom is the slug the page was opened from. */
+export const saveTopology = (doc, forkedFrom = null) =>
+  request("POST", "/api/topologies", forkedFrom ? {...doc, forked_from: forkedFrom} : doc);
+/** The normalised document, or an ApiError naming the field; stores nothing. */
+export const validateTopology = (doc) => request("POST", "/api/topologies/validate", doc);
+export const verifyRun = (id) => request("GET", `/api/runs/${encodeURIComponent(id)}/verify`);
 export const run = (id) => request("GET", `/api/runs/${encodeURIComponent(id)}`);
 export const createRun = (body) => request("POST", "/api/runs", body);
 

@@ -16,6 +16,7 @@ import {LiveState, describeFault} from "./live.js";
 import {Model, emptyDocument} from "./model.js";
 import {RunStream} from "./stream.js";
 import {renderComparison, renderSummary} from "./summary.js";
+import {downloadChart, downloadTopology, readTopologyFile, renderVerification} from "./share.js";
 
 const CATCH_UP_WALL_MS = 2000;   // further behind the stream than this: jump ahead
 const TOAST_MS = 6000;
@@ -64,6 +65,10 @@ async function start() {
   inspector.show(null);
   buildPalette();
   bindUi();
+  $("[data-import-file]").addEventListener("change", (ev) => importFile(ev.target));
+  document.addEventListener("click", (ev) => {
+    if (!ev.target.closest("[data-file-menu]") || ev.target.closest("[data-export]")) closeFileMenu();
+  });
 
   model.onChange((reason) => {
     editor.render();
@@ -82,6 +87,8 @@ async function start() {
       model.load(boot.document);
     } else if (boot.topology) {
       model.load(await api.topology(boot.topology));
+    } else if (boot.scenario) {
+      model.load(await api.scenario(boot.scenario));
     } else if (boot.pattern) {
       const detail = await api.pattern(boot.pattern);
       model.load(detail.topology);
@@ -89,7 +96,7 @@ async function start() {
     } else {
       model.load(emptyDocument());
     }
-    if (boot.pattern && !baselineDoc && boot.topology) {
+    if (boot.pattern && !baselineDoc && (boot.topology || boot.scenario)) {
       baselineDoc = (await api.pattern(boot.pattern).catch(() => null))?.baseline || null;
     }
   } catch (err) {
@@ -138,6 +145,9 @@ const ACTIONS = {
   stop: () => stopRun(),
   compare: () => compare(),
   save: () => save(),
+  "export-topology": () => { closeFileMenu(); downloadTopology(model.toDocument()); },
+  "import-topology": () => { closeFileMenu(); $("[data-import-file]").click(); },
+  "chart-png": (el) => chartPng(el),
   "zoom-in": () => editor.zoomBy(1.2),
   "zoom-out": () => editor.zoomBy(1 / 1.2),
   fit: () => editor.fit(),
@@ -256,6 +266,7 @@ function newRun(id, {controllable, speed, durationS}) {
   run = {id, frames: [], playhead: null, maxT1: 0, end: null, paused: false, finished: false,
          speed, controllable, durationMs: durationS * 1000, stream: null};
   $("[data-speed]").value = String(speed);
+  showExports(id);
   $("[data-clock-total]").textContent = `${fmtNum(durationS, 1)} s`;
   run.stream = new RunStream(api.wsUrl(`/ws/runs/${encodeURIComponent(id)}/`), {
     onFrame: (frame) => {
@@ -311,6 +322,7 @@ async function attachToRun(id) {
   r.stream.open(0);
   setRunState("running");
   status(ended ? `replaying a ${info.status} run` : "running");
+  if (ended) showVerification(id);
 }
 
 function togglePause() {
@@ -349,6 +361,7 @@ function finish() {
   status(`${end.status}`, `/r/${run.id}`);
   const results = $("[data-results]");
   results.replaceChildren(renderSummary(end.summary, {status: end.status, error: end.error}));
+  if (boot.run === run.id) showVerification(run.id);
   if (end.summary && end.status === "finished") lastSummary = {docJson: run.docJson, summary: end.summary};
   if (end.status === "failed") banner(`The run failed: ${end.error || "unknown error"}`, "error");
   else if (end.attempts > 1) {
@@ -499,7 +512,9 @@ function inject(fault, label) {
 
 async function save() {
   try {
-    const saved = await api.saveTopology(model.toDocument());
+    // Saving what was opened from a saved link makes a new link that says where it came
+    // from; the old link keeps showing what it showed.
+    const saved = await api.saveTopology(model.toDocument(), boot.source || null);
     const url = new URL(saved.url, location.href).href;
     let copied = false;
     try {
@@ -508,8 +523,9 @@ async function save() {
     } catch {
       copied = false;
     }
-    banner(copied ? "Saved, and the link is copied:" : "Saved. Share this link:", "ok",
-           h("a", {href: saved.url, class: "banner-link"}, url));
+    const what = saved.forked_from ? "Forked to a new link (the one you opened is unchanged)" : "Saved";
+    banner(copied ? `${what}, and the link is copied:` : `${what}. Share this link:`, "ok",
+           h("a", {href: saved.url, class: "banner-link", "data-saved-link": ""}, url));
   } catch (err) {
     showError(err);
   }
@@ -571,3 +587,69 @@ async function compare() {
 }
 
 start();
+
+// ---- files: export, import, chart images, verification ------------------------------------
+
+function closeFileMenu() {
+  const menu = $("[data-file-menu]");
+  if (menu) menu.open = false;
+}
+
+/** The run's event exports become available once there is a run to export. */
+function showExports(id) {
+  for (const link of document.querySelectorAll("[data-export]")) {
+    link.href = `/api/runs/${encodeURIComponent(id)}/events.${link.dataset.export}`;
+    link.hidden = false;
+  }
+  $("[data-export-hint]").hidden = true;
+}
+
+async function importFile(input) {
+  const file = input.files?.[0];
+  input.value = "";  // choosing the same file again fires change again
+  if (!file) return;
+  if (editor.locked) {
+    banner("Stop the run before importing a topology.", "error");
+    return;
+  }
+  try {
+    const doc = await readTopologyFile(file);
+    model.load(doc);
+    charts.reset(doc.scenario.duration_s, doc.scenario.faults);
+    banner(`Imported ${file.name}: ${doc.nodes.length} nodes, ${doc.edges.length} edges. ` +
+           "Nothing is saved until you share it.", "ok");
+  } catch (err) {
+    // A bad file changes nothing on the canvas: say what is wrong with it.
+    banner(`Could not import ${file.name}: ${err.field ? `${err.field}: ` : ""}${err.message}`, "error");
+  }
+}
+
+async function chartPng(button) {
+  const name = button.dataset.chartName;
+  const el = $(`[data-chart=${name}]`);
+  const title = button.closest("figure")?.querySelector("figcaption b")?.textContent || name;
+  const stem = run ? `run-${run.id}-${name}` : `${name}`;
+  try {
+    await downloadChart(el, title, stem);
+  } catch (err) {
+    banner(`Could not make the image: ${err.message}`, "error");
+  }
+}
+
+const verifying = new Set();
+
+/** The run page says whether the run re-simulates to the same events (in the Pattern and
+ * Results tabs); asked once a page, the server keeps the verdict. */
+async function showVerification(id) {
+  const boxes = [...document.querySelectorAll("[data-verify]")];
+  if (!boxes.length || verifying.has(id)) return;
+  verifying.add(id);
+  const show = (make) => boxes.forEach((box) => { box.replaceChildren(make()); box.hidden = false; });
+  show(() => h("p", {class: "verify muted"}, "Verifying: re-simulating this run from its stored document…"));
+  try {
+    const result = await api.verifyRun(id);
+    show(() => renderVerification(result));
+  } catch (err) {
+    show(() => h("p", {class: "verify muted"}, `Could not verify this run: ${err.message}`));
+  }
+}
