@@ -104,8 +104,10 @@ class LiveRun:
             return self._record({"action": "stop"})
         if action == "inject":
             fault = validate_live_fault(message.get("fault"), self.document, self.sim.now)
-            self.sim.inject(fault)
-            return self._record({"action": "inject", "fault": fault})
+            # Recorded as applied: a role selector's node is resolved now, and the replay
+            # hits that node.
+            applied = self.sim.inject(fault)
+            return self._record({"action": "inject", "fault": applied})
         raise ControlError("action", "must be one of: pause, resume, speed, stop, inject")
 
     def _record(self, intervention: dict[str, Any]) -> dict[str, Any]:

@@ -10,6 +10,7 @@ but :class:`TopologyError`.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -22,6 +23,7 @@ from patterns.engine.policies import RETRY_FIELDS
 from patterns.params import Param, ParamError, check_value, field_name, resolve
 
 ID_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,63}$"
+_ID = re.compile(ID_PATTERN)
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,13 @@ class FaultDoc(BaseModel):
     value: Any = None
     error_class: Literal["transient", "business"] | None = None
     param: str | None = None
+    # partition
+    groups: list[list[Id]] | None = None
+    mode: Literal[faults.PARTITION_MODES] | None = None  # type: ignore[valid-type]
+    direction: Literal[faults.DIRECTIONS] | None = None  # type: ignore[valid-type]
+    # clock_skew
+    offset_ms: Finite | None = None
+    rate: Finite | None = None
 
 
 class ScenarioDoc(BaseModel):
@@ -235,8 +244,10 @@ def _check(doc: Document, limits: Limits) -> dict[str, Any]:
                                 f"must be at most {limits.max_label} characters")
         try:
             params = resolve(KINDS[node.kind].PARAMS, node.params, f"{path}.params")
+            KINDS[node.kind].check_params(params)
         except ParamError as exc:
-            raise TopologyError(exc.field, exc.message) from None
+            field = exc.field if exc.field.startswith(path) else f"{path}.params.{exc.field}"
+            raise TopologyError(field, exc.message) from None
         rate = params.get("rate_rps")
         if isinstance(rate, float) and rate > limits.max_rate_rps:
             raise TopologyError(f"{path}.params.rate_rps", f"must be ≤ {limits.max_rate_rps:g}")
@@ -270,12 +281,14 @@ def _check(doc: Document, limits: Limits) -> dict[str, Any]:
             raise TopologyError(f"nodes[{i}].kind", f"a {node_out['kind']} takes at most "
                                 f"{limit} outgoing edge{'s' if limit != 1 else ''}")
 
+    clusters = _clusters(nodes_out, ids, edge_ids)
+
     scenario = doc.scenario
     if scenario.duration_s > limits.max_duration_s:
         raise TopologyError("scenario.duration_s", f"must be ≤ {limits.max_duration_s:g}")
     if len(scenario.faults) > limits.max_faults:
         raise TopologyError("scenario.faults", f"at most {limits.max_faults} faults")
-    faults_out = [_check_fault(i, f, ids, edge_ids, nodes_out)
+    faults_out = [_check_fault(i, f, ids, edge_ids, nodes_out, clusters)
                   for i, f in enumerate(scenario.faults)]
 
     return {
@@ -286,14 +299,62 @@ def _check(doc: Document, limits: Limits) -> dict[str, Any]:
     }
 
 
+def _clusters(nodes: list[dict[str, Any]], ids: dict[str, int],
+              edge_ids: set[str]) -> dict[str, list[dict[str, Any]]]:
+    """Cluster name → its members; a name may not be a node's or an edge's id."""
+    clusters: dict[str, list[dict[str, Any]]] = {}
+    for node in nodes:
+        name = node["params"].get("cluster")
+        if not name:
+            continue
+        if not isinstance(name, str) or not _ID.fullmatch(name) or ":" in name:
+            raise TopologyError(f"nodes[{ids[node['id']]}].params.cluster",
+                                "must be 1 to 64 letters, digits or _ . - (no ':')")
+        if name in ids or name in edge_ids:
+            raise TopologyError(f"nodes[{ids[node['id']]}].params.cluster",
+                                f"{name!r} is already a node's or an edge's id")
+        clusters.setdefault(name, []).append(node)
+    return clusters
+
+
+def _check_target(path: str, fault: FaultDoc, ids: dict[str, int], edge_ids: set[str],
+                  clusters: dict[str, list[dict[str, Any]]]) -> str:
+    """What the target is: "node", "edge", "cluster" or "selector"."""
+    target = fault.target
+    if target in ids:
+        return "node"
+    if target in edge_ids:
+        return "edge"
+    if target in clusters:
+        return "cluster"
+    if faults.is_selector(target):
+        role, _, group = target.partition(":")
+        if group not in clusters:
+            known = ", ".join(sorted(clusters)) or "none in this document"
+            raise TopologyError(f"{path}.target", f"no cluster {group!r} for the role "
+                                f"selector {target!r}; clusters: {known}")
+        roles = {r for n in clusters[group] for r in KINDS[n["kind"]].ROLES}
+        if role not in roles:
+            raise TopologyError(f"{path}.target", f"no member of {group!r} takes the role "
+                                f"{role!r}; roles: {', '.join(sorted(roles)) or 'none'}")
+        return "selector"
+    raise TopologyError(f"{path}.target", f"no node or edge with id {target!r}")
+
+
 def _check_fault(i: int, fault: FaultDoc, ids: dict[str, int], edge_ids: set[str],
-                 nodes: list[dict[str, Any]]) -> dict[str, Any]:
+                 nodes: list[dict[str, Any]],
+                 clusters: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     path = f"scenario.faults[{i}]"
     action = fault.action
-    is_node = fault.target in ids
-    if not is_node and fault.target not in edge_ids:
-        raise TopologyError(f"{path}.target", f"no node or edge with id {fault.target!r}")
-    if not is_node and action not in faults.EDGE_ACTIONS:
+    what = _check_target(path, fault, ids, edge_ids, clusters)
+    is_node = what == "node"
+    if what == "selector" and action in ("set", "rate"):
+        raise TopologyError(f"{path}.target", f"{action!r} needs a node id, not a role "
+                            "selector")
+    if what == "cluster" and action != "partition":
+        raise TopologyError(f"{path}.action", f"a cluster takes only 'partition', not "
+                            f"{action!r}")
+    if what == "edge" and action not in faults.EDGE_ACTIONS:
         raise TopologyError(f"{path}.action", f"{action!r} applies to nodes, not edges")
     if fault.until_s is not None and fault.until_s <= fault.at_s:
         raise TopologyError(f"{path}.until_s", "must be after at_s")
@@ -332,4 +393,79 @@ def _check_fault(i: int, fault: FaultDoc, ids: dict[str, int], edge_ids: set[str
         if action != "error_rate":
             raise TopologyError(f"{path}.error_class", "only 'error_rate' takes an error class")
         out["error_class"] = fault.error_class
+    _check_partition(path, fault, what, ids, clusters, out)
+    _check_pause_and_clock(path, fault, what, ids, nodes, clusters, out)
     return out
+
+
+def _check_partition(path: str, fault: FaultDoc, what: str, ids: dict[str, int],
+                     clusters: dict[str, list[dict[str, Any]]], out: dict[str, Any]) -> None:
+    if fault.action != "partition":
+        for name in ("groups", "mode", "direction"):
+            if getattr(fault, name) is not None:
+                raise TopologyError(f"{path}.{name}", "only 'partition' takes "
+                                    f"{'groups' if name == 'groups' else 'a ' + name}")
+        return
+    if what == "cluster":
+        if not fault.groups:
+            raise TopologyError(f"{path}.groups", "a partition of a cluster needs groups: "
+                                "lists of node ids (unlisted members form one more group)")
+        seen: set[str] = set()
+        members = {n["id"] for n in clusters[fault.target]}
+        for g, group in enumerate(fault.groups):
+            if not group:
+                raise TopologyError(f"{path}.groups[{g}]", "must hold at least one node id")
+            for j, node_id in enumerate(group):
+                if node_id not in ids:
+                    raise TopologyError(f"{path}.groups[{g}][{j}]",
+                                        f"no node with id {node_id!r}")
+                if node_id in seen:
+                    raise TopologyError(f"{path}.groups[{g}][{j}]",
+                                        f"{node_id!r} is in two groups")
+                seen.add(node_id)
+        if not seen & members:
+            raise TopologyError(f"{path}.groups", f"no group holds a member of "
+                                f"{fault.target!r}")
+        if len(fault.groups) < 2 and members <= seen:
+            raise TopologyError(f"{path}.groups", "one group holding every member splits "
+                                "nothing: give two groups or leave members out")
+        out["groups"] = [list(g) for g in fault.groups]
+    elif fault.groups is not None:
+        raise TopologyError(f"{path}.groups", "only a partition of a cluster takes groups")
+    if fault.mode is not None:
+        out["mode"] = fault.mode
+    if fault.direction is not None:
+        out["direction"] = fault.direction
+
+
+def _check_pause_and_clock(path: str, fault: FaultDoc, what: str, ids: dict[str, int],
+                           nodes: list[dict[str, Any]],
+                           clusters: dict[str, list[dict[str, Any]]],
+                           out: dict[str, Any]) -> None:
+    action = fault.action
+    if action != "clock_skew":
+        for name in ("offset_ms", "rate"):
+            if getattr(fault, name) is not None:
+                raise TopologyError(f"{path}.{name}", "only 'clock_skew' takes " + name)
+    if action == "pause":
+        kinds = ([n["kind"] for n in clusters[fault.target.partition(":")[2]]]
+                 if what == "selector" else [nodes[ids[fault.target]]["kind"]])
+        for kind in kinds:
+            if not KINDS[kind].PAUSABLE:
+                raise TopologyError(f"{path}.target", f"a {kind} cannot be paused (its "
+                                    "timers are not all on its own clock)")
+    if action == "clock_skew":
+        if fault.offset_ms is None and fault.rate is None:
+            raise TopologyError(f"{path}.offset_ms", "'clock_skew' needs offset_ms, rate "
+                                "or both")
+        if fault.offset_ms is not None:
+            if abs(fault.offset_ms) > faults.MAX_CLOCK_OFFSET_MS:
+                raise TopologyError(f"{path}.offset_ms",
+                                    f"must be within ±{faults.MAX_CLOCK_OFFSET_MS:g}")
+            out["offset_ms"] = float(fault.offset_ms)
+        if fault.rate is not None:
+            low, high = faults.CLOCK_RATE_BOUNDS
+            if not low <= fault.rate <= high:
+                raise TopologyError(f"{path}.rate", f"must be a number from {low:g} to "
+                                    f"{high:g}")
+            out["rate"] = float(fault.rate)

@@ -31,11 +31,15 @@ PATTERNS: dict[str, Pattern] = {}
 P = TypeVar("P", bound="type[Pattern]")
 
 
-def check(name: str, ok: bool, detail: str = "") -> dict[str, Any]:
-    """One evaluated invariant, as the summary's ``checks`` lists it."""
+def check(name: str, ok: bool, detail: str = "",
+          counterexample: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One evaluated invariant, as the summary's ``checks`` lists it; a failed one may carry
+    its first counterexample (``t``, ``nodes``, ``what``), which the playground jumps to."""
     out: dict[str, Any] = {"name": name, "ok": bool(ok)}
     if detail:
         out["detail"] = detail
+    if counterexample is not None:
+        out["counterexample"] = counterexample
     return out
 
 

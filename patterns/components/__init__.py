@@ -4,6 +4,7 @@ from patterns.components import (  # noqa: F401
     cache,
     circuit_breaker,
     client,
+    election,
     load_balancer,
     queue,
     service,

@@ -3,19 +3,39 @@
 Each action has an *apply* and, when the fault has ``until_s``, a *revert*. Faults come
 from the document's ``scenario.faults`` or are injected live; every one is an event
 (``fault``), so a replay of the stream shows what happened and when.
+
+A target is a node, an edge, a cluster (a ``partition`` into ``groups``), or a role
+selector, ``<role>:<cluster>`` (``leader:raft``), which the simulation resolves to a node
+when the fault fires and records on the fault event, so a replay hits the same node.
+
+``partition`` cuts links. Aimed at a node it isolates it (every edge touching it and its
+peer links); at an edge, that edge; at a cluster, it splits the cluster into ``groups``
+(node ids; members listed in no group form one more group) and cuts every peer link and
+edge between nodes of different groups. ``mode`` says what a cut does to a message:
+``drop`` it (default) or ``hold`` it until the heal. ``direction`` is ``both`` (default),
+``outbound`` (only what leaves the node, or the first group, is cut) or ``inbound`` (only
+what reaches it). ``pause`` freezes a pausable node (memory kept) until ``until_s``;
+``clock_skew`` moves a node's clock by ``offset_ms`` and sets its ``rate``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from patterns.engine import messages as m
 
 if TYPE_CHECKING:
+    from patterns.engine.network import Edge
+    from patterns.engine.node import Node
     from patterns.engine.simulation import Simulation
 
-NODE_ACTIONS = ("crash", "recover", "hang", "error_rate", "slow", "rate", "set")
+NODE_ACTIONS = ("crash", "recover", "hang", "error_rate", "slow", "rate", "set", "pause",
+                "clock_skew")
+PARTITION_MODES = ("drop", "hold")
+DIRECTIONS = ("both", "outbound", "inbound")
+MAX_CLOCK_OFFSET_MS = 86_400_000.0  # a day
+CLOCK_RATE_BOUNDS = (0.001, 1000.0)
 EDGE_ACTIONS = ("drop_rate", "partition", "slow")
 ACTIONS = tuple(dict.fromkeys(NODE_ACTIONS + EDGE_ACTIONS))
 # Actions whose value is a number, with its bounds.
@@ -30,14 +50,87 @@ ERROR_CLASSES = (m.TRANSIENT, m.BUSINESS)
 Revert = Callable[[], None]
 
 
+def is_selector(target: str) -> bool:
+    """Whether a target is a role selector (``leader:<cluster>``), not an id."""
+    return ":" in target
+
+
 def apply(sim: Simulation, fault: dict[str, Any]) -> Revert | None:
     """Apply ``fault`` now; returns what undoes it (None when nothing can)."""
     action = fault["action"]
     target = fault["target"]
     value = fault.get("value")
+    if action == "partition":
+        return _partition(sim, fault)
     if target in sim.nodes:
         return _apply_node(sim, fault, action, target, value)
     return _apply_edge(sim, action, target, value)
+
+
+def _partition(sim: Simulation, fault: dict[str, Any]) -> Revert:
+    """Cut links as the module docstring says; the revert heals exactly these cuts."""
+    target: str = fault["target"]
+    hold = fault.get("mode") == "hold"
+    direction = fault.get("direction") or "both"
+    if target in sim.clusters:
+        cluster = sim.clusters[target]
+        groups = [list(g) for g in fault.get("groups") or []]
+        listed = {n for g in groups for n in g}
+        rest = [n.id for n in cluster.members if n.id not in listed]
+        if rest:
+            groups.append(rest)
+        side = {n: i for i, g in enumerate(groups) for n in g}
+
+        def blocked(a: str, b: str) -> bool:
+            if a not in side or b not in side or side[a] == side[b]:
+                return False
+            if direction == "outbound":
+                return side[a] == 0
+            if direction == "inbound":
+                return side[b] == 0
+            return True
+        members = list(side)
+    elif target in sim.nodes:
+        def blocked(a: str, b: str) -> bool:
+            if direction == "outbound":
+                return a == target
+            if direction == "inbound":
+                return b == target
+            return target in (a, b)
+        members = [target]
+    else:
+        edge = sim.network.edges[target]
+        request, reply = direction != "inbound", direction != "outbound"
+        edge.add_cut(request, reply, hold)
+        return lambda: edge.remove_cut(request, reply, hold, sim.network)
+    return _cut(sim, members, blocked, hold)
+
+
+def _cut(sim: Simulation, members: Iterable[str], blocked: Callable[[str, str], bool],
+         hold: bool) -> Revert:
+    """Cut every peer link and edge leg from a to b where ``blocked(a, b)``."""
+    ids = set(members)
+    links = []
+    for cluster in sim.clusters.values():
+        for src, out in cluster.links.items():
+            for dst, link in out.items():
+                if (src in ids or dst in ids) and blocked(src, dst):
+                    link.add_cut(hold)
+                    links.append(link)
+    edges: list[tuple[Edge, bool, bool]] = []
+    for edge in sim.network.edges.values():
+        a, b = edge.src.id, edge.dst.id
+        request, reply = blocked(a, b), blocked(b, a)
+        if request or reply:
+            edge.add_cut(request, reply, hold)
+            edges.append((edge, request, reply))
+
+    def heal() -> None:
+        for link in links:
+            link.remove_cut(hold)
+        for edge, request, reply in edges:
+            edge.remove_cut(request, reply, hold, sim.network)
+    return heal
 
 
 def _apply_node(sim: Simulation, fault: dict[str, Any], action: str, target: str,
@@ -76,6 +169,11 @@ def _apply_node(sim: Simulation, fault: dict[str, Any], action: str, target: str
             raise ValueError(f"{target} is a {node.KIND}: only clients take 'rate'")
         set_rate(float(value))
         return lambda: set_rate(1.0)
+    if action == "pause":
+        node.pause()
+        return node.resume
+    if action == "clock_skew":
+        return _skew(node, float(fault.get("offset_ms") or 0.0), float(fault.get("rate") or 1.0))
     if action == "set":
         name = fault["param"]
         old = node.p[name]
@@ -91,14 +189,16 @@ def _apply_node(sim: Simulation, fault: dict[str, Any], action: str, target: str
     return undo_all
 
 
+def _skew(node: Node, offset_ms: float, rate: float) -> Revert:
+    before = node.clock.rate
+    node.skew_clock(offset_ms, rate)
+    # The revert takes the offset back and restores the rate; what the clock gained or lost
+    # by running at another rate stays (as after an NTP fix that only stops the drift).
+    return lambda: node.skew_clock(-offset_ms, before)
+
+
 def _apply_edge(sim: Simulation, action: str, target: str, value: Any) -> Revert | None:
     edge = sim.network.edges[target]
-    if action == "partition":
-        edge.cut = True
-
-        def heal() -> None:
-            edge.cut = False
-        return heal
     if action == "drop_rate":
         before = edge.drop_rate
         edge.drop_rate = float(value)
@@ -134,7 +234,18 @@ def describe(fault: dict[str, Any]) -> str:
     if action == "drop_rate":
         return f"{target} drops {value:.0%} of messages{span}"
     if action == "partition":
-        return f"{target} is cut off{span}"
+        how = " (messages held until the heal)" if fault.get("mode") == "hold" else ""
+        way = {"outbound": " one way (outbound)", "inbound": " one way (inbound)"}.get(
+            fault.get("direction") or "both", "")
+        if fault.get("groups"):
+            parts = " | ".join("{" + ", ".join(g) + "}" for g in fault["groups"])
+            return f"{target} is split: {parts} and the rest{way}{how}{span}"
+        return f"{target} is cut off{way}{how}{span}"
+    if action == "pause":
+        return f"{target} is paused (stop-the-world, memory kept){span}"
+    if action == "clock_skew":
+        offset, rate = fault.get("offset_ms") or 0.0, fault.get("rate") or 1.0
+        return f"{target}'s clock jumps {offset:+g} ms and runs at {rate:g}× {span}".rstrip()
     if action == "rate":
         return f"{target} sends {value:g}× its load{span}"
     return f"{target}.{fault.get('param')} set to {value}{span}"

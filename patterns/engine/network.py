@@ -4,6 +4,8 @@ An :class:`Edge` joins two nodes: a request travels from ``src`` to ``dst`` and 
 travels back over the same edge, each leg drawing its own latency. An edge may lose
 messages (``drop_rate``) or be cut by a partition; either way the message is gone and a
 caller without a timeout waits forever (which the summary counts as ``in_flight``).
+A partition may cut one leg only (requests or replies: one way) and may hold what it cuts
+rather than drop it: held messages travel once the partition heals, in sending order.
 
 :meth:`Network.invoke` is what a caller uses: one logical call, with the edge's
 policies applied (a per-attempt ``timeout_ms`` and a ``retry`` policy). The callee sees
@@ -40,10 +42,13 @@ class Edge:
     __slots__ = (
         "answered",
         "cut",
+        "cut_reply",
         "deadline_propagation",
         "drop_rate",
         "dropped",
         "dst",
+        "held",
+        "holds",
         "id",
         "late_replies",
         "latency",
@@ -70,7 +75,12 @@ class Edge:
         self.rng = rng
         self.latency: Sampler = latency_dist.sampler(rng)
         self.drop_rate: float = params["drop_rate"]
-        self.cut = False
+        # How many partitions cut the request leg and the reply leg now (truthy = cut), how
+        # many of them hold rather than drop, and what they hold.
+        self.cut = 0
+        self.cut_reply = 0
+        self.holds = 0
+        self.held: list[tuple[Call, m.Reply | None]] = []
         self.weight: float = params["weight"]
         self.timeout_ms: float | None = params["timeout_ms"]
         self.retry = retry
@@ -84,10 +94,30 @@ class Edge:
         self.answered = 0
         self.max_wait = 0.0
 
-    def _lost(self) -> bool:
-        if self.cut:
+    def _lost(self, reply: bool = False) -> bool:
+        if self.cut_reply if reply else self.cut:
             return True
         return self.drop_rate > 0.0 and self.rng.random() < self.drop_rate
+
+    def add_cut(self, request: bool, reply: bool, hold: bool) -> None:
+        """A partition cuts this edge's request leg, reply leg, or both."""
+        self.cut += request
+        self.cut_reply += reply
+        self.holds += hold
+
+    def remove_cut(self, request: bool, reply: bool, hold: bool,
+                   net: Network) -> None:
+        """A partition healed; once neither leg is cut, held messages travel in order."""
+        self.cut -= request
+        self.cut_reply -= reply
+        self.holds -= hold
+        if self.held and not (self.cut or self.cut_reply):
+            held, self.held = self.held, []
+            for call, answer in held:
+                if answer is None:
+                    net._transmit(call)
+                else:
+                    net._send_reply(call, answer)
 
 
 class Call:
@@ -261,6 +291,9 @@ class Network:
             call.timer = self.kernel.schedule(timeout, self._on_timeout, call)
         trace = self.trace
         if (edge.cut or edge.drop_rate) and edge._lost():
+            if edge.cut and edge.holds:
+                edge.held.append((call, None))
+                return call
             edge.dropped += 1
             if trace.full:
                 trace.emit({"t": self.kernel.now, "k": "msg.drop", "id": call.mid,
@@ -277,6 +310,16 @@ class Network:
             self._arrive(call)
         return call
 
+    def _transmit(self, call: Call) -> None:
+        """Send a held request once its partition healed (no new attempt, no new timer)."""
+        delay = call.edge.latency()
+        if self.trace.full:
+            self.trace.emit({"t": self.kernel.now, "k": "msg.send", "id": call.mid,
+                             "e": call.edge.id, "dir": "req", "req": call.req.id,
+                             "d": round(delay, 3), "size": call.req.size,
+                             "attempt": call.attempt, "held": True})
+        self.kernel.schedule(delay, self._arrive, call)
+
     def _arrive(self, call: Call) -> None:
         if self.trace.full:
             self.trace.emit({"t": self.kernel.now, "k": "msg.recv", "id": call.mid,
@@ -285,7 +328,10 @@ class Network:
 
     def _send_reply(self, call: Call, reply: m.Reply) -> None:
         edge = call.edge
-        if (edge.cut or edge.drop_rate) and edge._lost():
+        if (edge.cut_reply or edge.drop_rate) and edge._lost(True):
+            if edge.cut_reply and edge.holds:
+                edge.held.append((call, reply))
+                return
             edge.dropped += 1
             if self.trace.full:
                 self.trace.emit({"t": self.kernel.now, "k": "msg.drop", "id": call.mid,

@@ -9,20 +9,46 @@ Life: ``crash`` marks the node down and drops its volatile state (the hook
 :meth:`Node.on_crash`); calls to a down node are refused at once. ``recover`` runs
 :meth:`Node.on_recover` and the node serves again. ``hang`` accepts calls and never
 answers; ``slow`` multiplies its work times; ``error_rate`` makes a share of its work fail.
+
+Durable and volatile state: a kind that implements :meth:`Node.init_state` (which sets every
+piece of its state to what a fresh process starts with) and names the durable part in
+``DURABLE`` gets a real restart. A crash keeps the durable attributes as they were (they are
+on disk), cancels the node's local timers and forgets its inbox; ``recover`` rebuilds the
+memory with ``init_state``, puts the durable attributes back, and runs ``on_recover`` while
+the node is RECOVERING; then it is READY (``node.life`` events say so).
+
+Such kinds use :meth:`Node.timer` for every timer, on the node's own :class:`Clock` (which a
+``clock_skew`` fault moves), and may set ``PAUSABLE``: ``pause`` then freezes the node
+(timers stopped where they are, calls and peer messages kept in an inbox, memory intact)
+and the resume runs on from there, as after a long GC pause.
+
+Cluster groups: see :mod:`patterns.engine.cluster`. A member sends with
+:meth:`Node.send_peer` / :meth:`Node.broadcast` and receives in :meth:`Node.on_peer`; it
+says which roles it holds (``leader``…) in :meth:`Node.role_rank`, which is how a fault
+aimed at ``leader:<cluster>`` finds its node.
 """
 
 from __future__ import annotations
 
+import copy
 import random
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from patterns.engine import messages as m
+from patterns.engine.clock import Clock, LocalTimer
 from patterns.params import Param
 
 if TYPE_CHECKING:
+    from patterns.engine.cluster import Cluster, PeerLink, PeerMessage
     from patterns.engine.network import Call, Edge
     from patterns.engine.simulation import Simulation
+
+# A node's life, as ``node.life`` events report it for kinds with durable state.
+READY = "READY"
+DOWN = "DOWN"
+RECOVERING = "RECOVERING"
+PAUSED = "PAUSED"
 
 KINDS: dict[str, type[Node]] = {}
 
@@ -52,6 +78,13 @@ class Node:
     PARAMS: ClassVar[tuple[Param, ...]] = ()
     # Whether the kind may have several outgoing edges, and what it does with them.
     MAX_OUT_EDGES: ClassVar[int | None] = None
+    # Attributes that survive a crash (on disk); the rest of the state is volatile. Only
+    # kinds that implement ``init_state`` get the restart described in the module docstring.
+    DURABLE: ClassVar[tuple[str, ...]] = ()
+    # Whether ``pause`` can freeze the kind: true only when all its timers are local timers.
+    PAUSABLE: ClassVar[bool] = False
+    # Roles a member of a cluster may hold, usable as fault targets (``leader:<cluster>``).
+    ROLES: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, sim: Simulation, node_id: str, params: dict[str, Any]) -> None:
         self.sim = sim
@@ -70,6 +103,29 @@ class Node:
         self.fault_error_class = m.TRANSIENT
         self.state: str | None = None
         self.states: list[dict[str, Any]] = []
+        # Life beyond up and down: a local clock, local timers, pause, durable state.
+        self.clock = Clock(self.kernel)
+        self.paused = False
+        self.incarnation = 0  # bumped by every crash: late callbacks of a past life see it
+        self.durable: tuple[str, ...] = self.DURABLE
+        self._timers: list[LocalTimer] = []
+        self._inbox: list[tuple[str, Any, Any]] = []
+        self._on_disk: dict[str, Any] = {}
+        self.cluster: Cluster | None = None
+        self._links: dict[str, PeerLink] = {}
+
+    @classmethod
+    def check_params(cls, params: dict[str, Any]) -> None:
+        """Check what a single declaration cannot (one parameter against another); raise
+        :class:`patterns.params.ParamError` naming the parameter. Called on validation."""
+
+    @property
+    def restartable(self) -> bool:
+        """Whether the kind has the durable/volatile restart (it implements init_state)."""
+        return type(self).init_state is not Node.init_state
+
+    def init_state(self) -> None:
+        """Set every piece of state to what a fresh process starts with (kinds override)."""
 
     # -- wiring and start ----------------------------------------------------------------------
     def start(self) -> None:
@@ -104,15 +160,131 @@ class Node:
         if self.down:
             return
         self.down = True
+        if self.restartable:
+            # What is on disk stays as it was at the crash; memory and timers are gone.
+            self._on_disk = {name: copy.deepcopy(getattr(self, name)) for name in self.durable}
+            self.incarnation += 1
+            self.paused = False
+            self.__dict__.pop("receive", None)
+            self._inbox.clear()
+            for timer in self._timers:
+                timer.cancel()
+                timer.thaw()
         self.on_crash()
         self.emit({"k": "node.down", "node": self.id})
+        if self.restartable:
+            self._life(DOWN, "crashed")
 
     def recover(self) -> None:
         if not self.down:
             return
         self.down = False
+        if self.restartable:
+            self._life(RECOVERING, "restarted: memory rebuilt, durable state read back")
+            self.init_state()
+            for name, value in self._on_disk.items():
+                setattr(self, name, value)
+            self.on_recover()
+            self.emit({"k": "node.up", "node": self.id})
+            self._life(READY, "recovered")
+            return
         self.on_recover()
         self.emit({"k": "node.up", "node": self.id})
+
+    def _life(self, life: str, reason: str) -> None:
+        self.emit({"k": "node.life", "node": self.id, "life": life, "reason": reason})
+
+    def pause(self) -> None:
+        """Stop the world: timers freeze, calls and peer messages wait, memory is kept."""
+        if self.down or self.paused:
+            return
+        self.paused = True
+        for timer in self._timers:
+            timer.freeze()
+        # Calls that arrive now wait in the inbox: shadowing ``receive`` on the instance
+        # costs the network's hot path nothing.
+        self.__dict__["receive"] = self._hold_call
+        self._life(PAUSED, "paused (stop-the-world)")
+
+    def resume(self) -> None:
+        """Run on where the pause stopped: timers go on, the inbox is delivered in order."""
+        if not self.paused:
+            return
+        self.paused = False
+        self.__dict__.pop("receive", None)
+        for timer in self._timers:
+            timer.thaw()
+        self._life(READY, "resumed")
+        inbox, self._inbox = self._inbox, []
+        for what, src, item in inbox:
+            if self.down or self.paused:
+                break
+            if what == "call":
+                self.receive(item)
+            else:
+                self.deliver_peer(src, item)
+
+    def _hold_call(self, call: Call) -> None:
+        self._inbox.append(("call", "", call))
+
+    def skew_clock(self, offset_ms: float, rate: float) -> None:
+        """A ``clock_skew`` fault: jump the local clock and set its rate; timers follow."""
+        old_rate = self.clock.rate
+        self.clock.skew(offset_ms, rate)
+        if rate != old_rate:
+            for timer in self._timers:
+                timer.retime(old_rate)
+
+    def timer(self, fn: Callable[[], None]) -> LocalTimer:
+        """A resettable timer on this node's clock, frozen by a pause, cancelled by a crash."""
+        timer = LocalTimer(self.kernel, self.clock, fn)
+        if self.paused:
+            timer.freeze()
+        self._timers.append(timer)
+        return timer
+
+    def local_now(self) -> float:
+        """The time as this node's clock reads it (local ms)."""
+        return self.clock.now()
+
+    # -- cluster peers -----------------------------------------------------------------------
+    def join(self, cluster: Cluster) -> None:
+        """Called by the simulation once the cluster's links exist."""
+        self.cluster = cluster
+        self._links = cluster.links[self.id]
+
+    @property
+    def peers(self) -> list[str]:
+        """The other members of this node's cluster, in document order."""
+        return list(self._links)
+
+    def send_peer(self, peer: str, msg: PeerMessage) -> None:
+        """Send a one-way message to a member of the same cluster."""
+        self._links[peer].send(msg)
+
+    def broadcast(self, msg: PeerMessage) -> None:
+        """Send the same message to every other member (one message per link)."""
+        for link in self._links.values():
+            link.send(msg)
+
+    def deliver_peer(self, src: str, msg: PeerMessage) -> None:
+        """A peer message arrives (the node is up): handled now, or kept while paused."""
+        if self.paused:
+            self._inbox.append(("peer", src, msg))
+            return
+        trace = self.trace
+        if trace.full:
+            trace.emit({"t": self.kernel.now, "k": "peer.recv", "from": src, "to": self.id,
+                        "type": msg["type"]})
+        self.on_peer(src, msg)
+
+    def on_peer(self, src: str, msg: PeerMessage) -> None:
+        """Handle a peer message (kinds that join clusters override)."""
+
+    def role_rank(self, role: str) -> float | None:
+        """None when the node does not hold ``role``; else a rank (a leader's term), the
+        highest of which a role selector picks."""
+        return None
 
     def on_crash(self) -> None:
         """Drop volatile state: queued and in-flight work, buffers, caches."""

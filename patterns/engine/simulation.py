@@ -16,6 +16,8 @@ from typing import Any
 
 from patterns.engine import distributions, faults
 from patterns.engine import messages as m
+from patterns.engine.cluster import Cluster
+from patterns.engine.history import History
 from patterns.engine.kernel import Kernel
 from patterns.engine.metrics import LatencyRecorder, Window, quantile_sorted
 from patterns.engine.network import Edge, Network
@@ -57,11 +59,24 @@ class Simulation:
         self.done_outcome: array[int] = array("B")
         self.window = Window()
         self.faults_applied: list[dict[str, Any]] = []
+        # Events the run's checks read, kept whatever the trace level (see :meth:`record`),
+        # and the operation history.
+        self.records: list[dict[str, Any]] = []
+        self.history = History(self)
 
         self.nodes: dict[str, Node] = {}
         for spec in document["nodes"]:
             cls = kind_class(spec["kind"])
             self.nodes[spec["id"]] = cls(self, spec["id"], spec["params"])
+        self.clusters: dict[str, Cluster] = {}
+        members: dict[str, list[Node]] = {}
+        for node in self.nodes.values():
+            if node.p.get("cluster"):
+                members.setdefault(node.p["cluster"], []).append(node)
+        for name, group in members.items():
+            cluster = self.clusters[name] = Cluster(self, name, group)
+            for node in group:
+                node.join(cluster)
         for spec in document["edges"]:
             self._add_edge(spec)
         for node in self.nodes.values():
@@ -119,26 +134,64 @@ class Simulation:
 
     # -- faults ------------------------------------------------------------------------------
     def schedule_fault(self, fault: dict[str, Any]) -> None:
-        self.kernel.schedule_at(fault["at_s"] * 1000.0, self._fire_fault, fault)
+        self.kernel.schedule_at(fault["at_s"] * 1000.0, self._fire_scheduled, fault)
 
-    def inject(self, fault: dict[str, Any]) -> None:
-        """Apply a fault now (a live intervention); ``at_s`` is taken as now."""
-        fault = {**fault, "at_s": round(self.kernel.now / 1000.0, 3)}
+    def _fire_scheduled(self, fault: dict[str, Any]) -> None:
         self._fire_fault(fault)
 
-    def _fire_fault(self, fault: dict[str, Any]) -> None:
-        revert = faults.apply(self, fault)
-        self.faults_applied.append(fault)
-        self.trace.emit({"t": self.kernel.now, "k": "fault", **fault})
-        self.trace.emit({"t": self.kernel.now, "k": "note", "node": fault["target"],
-                         "text": faults.describe(fault)})
+    def inject(self, fault: dict[str, Any]) -> dict[str, Any]:
+        """Apply a fault now (a live intervention); ``at_s`` is taken as now. Returns the
+        fault as recorded (a role selector's node resolved)."""
+        fault = {**fault, "at_s": round(self.kernel.now / 1000.0, 3)}
+        return self._fire_fault(fault)
+
+    def record(self, event: dict[str, Any]) -> None:
+        """An event the run's checks read: kept in ``records`` whatever the trace level,
+        and on the trace too. ``t`` is set to now."""
+        event["t"] = round(self.kernel.now, 3)
+        self.records.append(event)
+        self.trace.emit(event)
+
+    def resolve_role(self, selector: str) -> str | None:
+        """The node a role selector (``leader:<cluster>``) names now, or None."""
+        role, _, group = selector.partition(":")
+        cluster = self.clusters.get(group)
+        holder = cluster.holder(role) if cluster is not None else None
+        return holder.id if holder is not None else None
+
+    def _fire_fault(self, fault: dict[str, Any]) -> dict[str, Any]:
+        """Apply a fault now; returns it as recorded (with ``node``, the node a role
+        selector resolved to, so that a replay hits the same node)."""
+        target = fault["target"]
+        if faults.is_selector(target):
+            node_id = fault.get("node") or self.resolve_role(target)
+            fault = {**fault, "node": node_id}
+            self.faults_applied.append(fault)
+            self.trace.emit({"t": self.kernel.now, "k": "fault", **fault})
+            if node_id is None:
+                self.trace.emit({"t": self.kernel.now, "k": "note", "node": target,
+                                 "text": f"no {target.replace(':', ' of ', 1)} now: "
+                                         f"{fault['action']} not applied"})
+                return fault
+            applied = {**fault, "target": node_id}
+        else:
+            applied = fault
+            self.faults_applied.append(fault)
+            self.trace.emit({"t": self.kernel.now, "k": "fault", **fault})
+        revert = faults.apply(self, applied)
+        self.trace.emit({"t": self.kernel.now, "k": "note", "node": applied["target"],
+                         "text": faults.describe(applied)})
         until = fault.get("until_s")
         if until is not None and revert is not None:
             def end(_: Any) -> None:
                 revert()
-                self.trace.emit({"t": self.kernel.now, "k": "fault", "action": "end",
-                                 "of": fault["action"], "target": fault["target"]})
+                event = {"t": self.kernel.now, "k": "fault", "action": "end",
+                         "of": fault["action"], "target": fault["target"]}
+                if "node" in fault:
+                    event["node"] = fault["node"]
+                self.trace.emit(event)
             self.kernel.schedule_at(until * 1000.0, end)
+        return fault
 
     # -- running -----------------------------------------------------------------------------
     @property

@@ -1,0 +1,200 @@
+"""Leader election (Raft style): the entry's invariants, its failover figure, split votes,
+pre-vote, and safety under random faults."""
+
+from __future__ import annotations
+
+import random
+import statistics
+from typing import Any
+
+import pytest
+
+from patterns import catalog
+from patterns.engine import invariants
+from patterns.run import prepare, simulate
+from tests.helpers import run
+
+SLUG = "leader-election"
+
+
+def canonical(**params: Any) -> dict[str, Any]:
+    doc = catalog.get(SLUG).canonical()
+    for node in doc["nodes"]:
+        node["params"].update(params)
+    return doc
+
+
+def leaders(sim) -> list[dict[str, Any]]:
+    return [e for e in sim.records if e["k"] == "raft.leader"]
+
+
+# -- the teaching fault against the baseline ---------------------------------------------------
+def test_the_leader_crash_costs_one_quick_election_and_at_most_one_tick():
+    summary, sim = run(SLUG)
+    fig = summary["pattern"]
+    assert all(c["ok"] for c in summary["checks"])
+    crash = summary["faults"][0]
+    assert crash["target"] == "leader:raft" and crash["node"] in sim.nodes
+    assert fig["failover_ms"]["count"] == 1 and fig["failover_ms"]["max"] <= 305
+    after = [e for e in leaders(sim) if e["t"] > 10_000]
+    before = [e for e in leaders(sim) if e["t"] < 10_000]
+    assert after[0]["term"] == before[-1]["term"] + 1, "the term steps by one"
+    assert after[0]["node"] != crash["node"]
+    assert fig["singleton_ticks_missed"] <= 1
+    assert fig["max_leaders_per_term"] == 1 and fig["dual_leader_ms"] == 0
+    assert fig["disruptive_elections"] == 0, "with pre-vote the cut-off follower rejoins quietly"
+
+    base, _ = run(SLUG, baseline=True)
+    assert base["pattern"]["singleton_ticks_missed"] >= 10, "a static primary idles the job"
+    assert base["pattern"]["leaderless_ms_total"] >= 10_000
+    assert fig["leaderless_ms_total"] < 1000
+
+
+def test_without_pre_vote_the_cut_off_follower_comes_back_terms_ahead_and_deposes_the_leader():
+    with_pre, _ = run(canonical())
+    without, sim = run(canonical(pre_vote=False))
+    partitioned = without["faults"][1]["node"]
+    term_at_heal = max(e["to"] for e in sim.records
+                       if e["k"] == "raft.term" and e["node"] == partitioned
+                       and e["t"] <= 35_000)
+    assert term_at_heal >= 15, "its term climbed while it was alone (≈ 5 s / 225 ms)"
+    assert without["pattern"]["disruptive_elections"] >= 1
+    assert with_pre["pattern"]["disruptive_elections"] == 0
+    assert with_pre["pattern"]["terms"] == 2
+
+
+# -- Election Safety, and a broken vote that breaks it ----------------------------------------
+def _two_leaders_scenario(durable_vote: bool, seed: int = 3):
+    """{n4, n5} are cut off for the first second, so {n1, n2, n3} elect a leader in term 1
+    (with pre-vote the minority stays at term 0). At 1 s a follower of that leader crashes
+    and the partition moves: {leader, other follower} | {that follower, n4, n5}. The
+    follower restarts just before n4 next asks for pre-votes for term 1: with a volatile
+    ``voted_for`` it has forgotten its vote in term 1 and grants n4 one."""
+    doc = prepare(canonical(durable_vote=durable_vote) | {"scenario": {
+        "duration_s": 4, "seed": seed, "faults": [
+            {"at_s": 0, "until_s": 1, "target": "raft", "action": "partition",
+             "groups": [["n4", "n5"]]}]}})
+    sim = simulate(doc, trace="off")
+    sim.advance(1000)
+    (first,) = leaders(sim)
+    assert first["term"] == 1, "precondition: the majority elected in term 1"
+    leader = first["node"]
+    follower, other = [n for n in ("n1", "n2", "n3") if n != leader]
+    sim.inject({"target": follower, "action": "crash"})
+    sim.inject({"target": "raft", "action": "partition", "groups": [[leader, other]]})
+    n4 = sim.nodes["n4"]
+    assert n4.current_term == 0 and n4.role == "pre-candidate"
+    left = n4.election_timer.remaining()
+    while left is None or left < 2:
+        sim.advance(sim.now + 5)
+        left = n4.election_timer.remaining()
+    sim.advance(sim.now + left - 0.5)
+    sim.inject({"target": follower, "action": "recover"})
+    sim.run()
+    return sim
+
+
+def test_a_volatile_voted_for_gives_two_leaders_in_one_term_and_the_check_catches_it():
+    sim = _two_leaders_scenario(durable_vote=False)
+    verdict = invariants.one_leader_per_term(sim.records)
+    assert not verdict.ok
+    example = verdict.counterexample
+    assert example is not None and len(example["nodes"]) == 2
+    assert "term 1" in example["what"] and example["t"] > 1000
+    assert not invariants.one_vote_per_term(sim.records).ok
+    checks = {c["name"]: c for c in catalog.get(SLUG).checks(sim)}
+    failed = checks["at most one leader per term"]
+    assert not failed["ok"] and failed["counterexample"] == example
+
+
+def test_a_durable_voted_for_keeps_one_leader_per_term_in_the_same_scenario():
+    sim = _two_leaders_scenario(durable_vote=True)
+    assert invariants.one_leader_per_term(sim.records).ok
+    assert invariants.one_vote_per_term(sim.records).ok
+    assert len({e["term"] for e in leaders(sim)}) >= 2, "n4's side elected in a later term"
+
+
+# -- failover time (Ongaro's thesis) ------------------------------------------------------------
+def test_failover_over_100_leader_crashes_lands_in_the_entrys_range():
+    faults = [{"at_s": 2 + 2 * k, "until_s": 2.8 + 2 * k, "target": "leader:raft",
+               "action": "crash"} for k in range(100)]
+    doc = canonical()
+    doc["scenario"] = {"duration_s": 203, "seed": 11, "faults": faults}
+    summary, sim = run(doc)
+    failovers = []
+    starts = [e["t"] for e in leaders(sim)]
+    for ev in sim.records:
+        if ev["k"] == "raft.stepdown" and ev["why"] == "crashed":
+            failovers.append(min(t for t in starts if t >= ev["t"]) - ev["t"])
+    assert len(failovers) == 100
+    mean = statistics.fmean(failovers)
+    # T_min + (T_max − T_min)/(s+1) − heartbeat/2 + 3·latency + 2·latency (pre-vote)
+    # = 150 + 150/5 − 25 + 5 = 160 ms.
+    assert 145 <= mean <= 175, mean
+    split_free = [f for f in failovers if f <= 305]
+    assert len(split_free) >= 90, "most elections end in one term, within T_max + 5 latency"
+    assert all(c["ok"] for c in summary["checks"])
+
+
+def test_with_zero_spread_split_votes_repeat_and_no_leader_is_elected():
+    summary, sim = run(canonical(election_timeout_ms=[150, 150]), duration_s=5)
+    fig = summary["pattern"]
+    assert leaders(sim) == []
+    assert fig["split_votes"] >= 20 and fig["terms"] >= 20
+    spread, _ = run(canonical(election_timeout_ms=[150, 300]), duration_s=5)
+    assert spread["pattern"]["split_votes"] <= 1 and spread["pattern"]["terms"] <= 2
+
+
+# -- safety under random faults -----------------------------------------------------------------
+def random_faults(seed: int, duration_s: float) -> list[dict[str, Any]]:
+    rng = random.Random(seed)
+    nodes = [f"n{i}" for i in range(1, 6)]
+    targets = [*nodes, "leader:raft", "follower:raft"]
+    faults: list[dict[str, Any]] = []
+    for _ in range(12):
+        at = round(rng.uniform(0.2, duration_s - 1), 3)
+        until = round(at + rng.uniform(0.05, 2.0), 3)
+        action = rng.choice(["crash", "pause", "partition", "split", "clock_skew"])
+        if action == "split":
+            group = rng.sample(nodes, rng.randint(1, 2))
+            faults.append({"at_s": at, "until_s": until, "target": "raft",
+                           "action": "partition", "groups": [group],
+                           "mode": rng.choice(["drop", "hold"])})
+        elif action == "clock_skew":
+            faults.append({"at_s": at, "until_s": until, "target": rng.choice(nodes),
+                           "action": "clock_skew", "rate": rng.choice([0.5, 2.0, 5.0])})
+        else:
+            faults.append({"at_s": at, "until_s": until, "target": rng.choice(targets),
+                           "action": action})
+    return sorted(faults, key=lambda f: f["at_s"])
+
+
+def safety_failures(seeds: range, duration_s: float = 20) -> list[str]:
+    failing = []
+    for seed in seeds:
+        doc = canonical()
+        doc["scenario"] = {"duration_s": duration_s, "seed": seed,
+                           "faults": random_faults(seed, duration_s)}
+        summary, _ = run(doc)
+        bad = [c for c in summary["checks"] if not c["ok"]]
+        if bad:
+            failing.append(f"seed {seed}: {bad[0]['name']}: {bad[0].get('counterexample')}")
+    return failing
+
+
+def test_safety_holds_under_random_crashes_pauses_partitions_and_clock_faults():
+    failing = safety_failures(range(12))
+    assert failing == [], "replay with the printed seed:\n" + "\n".join(failing)
+
+
+@pytest.mark.slow
+def test_safety_holds_over_200_random_fault_seeds():
+    failing = safety_failures(range(1000, 1200), duration_s=30)
+    assert failing == [], "replay with the printed seed:\n" + "\n".join(failing)
+
+
+def test_the_random_faults_do_make_elections_happen():
+    doc = canonical()
+    doc["scenario"] = {"duration_s": 20, "seed": 5, "faults": random_faults(5, 20)}
+    summary, _ = run(doc)
+    assert summary["pattern"]["terms"] >= 3
