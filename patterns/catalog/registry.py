@@ -90,6 +90,12 @@ def register_pattern(cls: P) -> P:
     if cls.SLUG in PATTERNS:
         raise ValueError(f"pattern {cls.SLUG!r} is registered twice")
     PATTERNS[cls.SLUG] = cls()
+    # Keep the registry in the catalog's order, categories as listed above and patterns in
+    # the order they were registered within one, whatever order the modules load in.
+    rank = {category: i for i, category in enumerate(CATEGORIES)}
+    ordered = sorted(PATTERNS.items(), key=lambda item: rank[item[1].CATEGORY])
+    PATTERNS.clear()
+    PATTERNS.update(ordered)
     return cls
 
 
