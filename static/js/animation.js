@@ -18,7 +18,15 @@ export const COLORS = {
   err: "#ef4444",
   drop: "#ef4444",
   timeout: "#f59e0b",
+  peer: "#64748b",
+  vote: "#0d9488",
 };
+
+/** The overlay's key for a peer link (both directions share it) and whether a message
+ *  from `from` travels it backwards. */
+export function peerKey(from, to) {
+  return from < to ? [`peer:${from}|${to}`, false] : [`peer:${to}|${from}`, true];
+}
 
 export class Dots {
   constructor(canvas, editor) {
@@ -47,7 +55,25 @@ export class Dots {
 
   /** A message event at the playhead; speed is sim-ms per wall-ms. */
   take(ev, speed) {
-    if (ev.k === "msg.send") {
+    if (ev.k === "peer.send") {
+      const [e, rev] = peerKey(ev.from, ev.to);
+      this.seen += 1;
+      const key = `${e}|${rev}`;
+      let lane = this.lanes.get(key);
+      if (!lane) this.lanes.set(key, (lane = {busy: 0, last: -Infinity}));
+      const dur = Math.max(ev.d || 0, MIN_WALL_MS * speed);
+      const color = /vote/.test(ev.type || "") ? COLORS.vote : COLORS.peer;
+      if (color === COLORS.peer && (lane.busy >= 2 || ev.t - lane.last < dur / 2)) return;
+      if (this.dots.length >= MAX_DOTS) return;
+      this.drawn += 1;
+      lane.busy += 1;
+      lane.last = ev.t;
+      this.dots.push({e, lane, rev, t: ev.t, dur, color});
+    } else if (ev.k === "peer.drop" || ev.k === "peer.hold") {
+      const [e] = peerKey(ev.from, ev.to);
+      this.flashes.push({e, t: ev.t, dur: FLASH_WALL_MS * speed, kind: "drop"});
+      if (this.flashes.length > 200) this.flashes.shift();
+    } else if (ev.k === "msg.send") {
       this.seen += 1;
       const key = `${ev.e}|${ev.dir}`;
       let lane = this.lanes.get(key);

@@ -80,6 +80,21 @@ export class Charts {
     }
   }
 
+  /** Mark a moment (a counterexample's) on every chart with a vertical line; null clears it. */
+  mark(tS) {
+    this.marked = tS;
+    if (!this.ready) return;
+    for (const el of this.els) {
+      if (!el.layout) continue;
+      const shapes = (el.layout.shapes || []).filter((sh) => sh.name !== "seek");
+      if (tS !== null && tS !== undefined) {
+        shapes.push({type: "line", name: "seek", xref: "x", yref: "paper", x0: tS, x1: tS, y0: 0, y1: 1,
+                     line: {color: "#dc2626", width: 2}});
+      }
+      window.Plotly.relayout(el, {shapes});
+    }
+  }
+
   /** One system metric event ("*"): its point is drawn at the next flush. */
   add(ev) {
     this.pending.push(ev);

@@ -52,7 +52,8 @@ export class Editor {
     this.selection = null;
     this.locked = false;     // during a run: no structural edits
     this.live = null;        // LiveState while a run is shown
-    this.curves = new Map(); // edge id → Bézier, for the dots
+    this.curves = new Map(); // edge id → Bézier, for the dots (peer links: "peer:a|b", a < b)
+    this.highlighted = new Set(); // nodes a counterexample names
     this._build();
     this._bind();
   }
@@ -74,10 +75,11 @@ export class Editor {
     this.viewport = s("g", {class: "viewport"});
     this.viewport.append(s("rect", {class: "grid", x: -5000, y: -5000, width: 10000, height: 10000,
                                     fill: "url(#grid)"}));
+    this.peerLayer = s("g", {class: "peers"});
     this.edgeLayer = s("g", {class: "edges"});
     this.nodeLayer = s("g", {class: "nodes"});
     this.ghost = s("path", {class: "ghost-edge", d: ""});
-    this.viewport.append(this.edgeLayer, this.nodeLayer, this.ghost);
+    this.viewport.append(this.peerLayer, this.edgeLayer, this.nodeLayer, this.ghost);
     svg.append(this.viewport);
   }
 
@@ -129,6 +131,12 @@ export class Editor {
     if (!same) this.options.onSelect?.(selection);
   }
 
+  /** Mark the nodes a counterexample names (an empty list clears the marks). */
+  highlight(ids) {
+    this.highlighted = new Set(ids || []);
+    this.render();
+  }
+
   // ---- render -------------------------------------------------------------------------
 
   /** Bring the SVG in line with the model, the selection and the live state. */
@@ -159,6 +167,51 @@ export class Editor {
     }
     for (const el of [...this.edgeLayer.children]) {
       if (!seenEdges.has(el.dataset.edgeId)) el.remove();
+    }
+    this._renderPeers(doc, byId);
+  }
+
+  /** A cluster's members are linked all to all: faint straight lines (no edges exist for
+   *  peer messages), dashed red while a partition cuts them. */
+  _renderPeers(doc, byId) {
+    const groups = new Map();
+    for (const node of doc.nodes) {
+      const cluster = node.params?.cluster;
+      if (!cluster) continue;
+      if (!groups.has(cluster)) groups.set(cluster, []);
+      groups.get(cluster).push(node.id);
+    }
+    if (this.live) this.live.clusters = groups;
+    const seen = new Set();
+    for (const ids of groups.values()) {
+      const sorted = [...ids].sort();
+      for (let i = 0; i < sorted.length; i++) {
+        for (let j = i + 1; j < sorted.length; j++) {
+          const a = byId.get(sorted[i]), b = byId.get(sorted[j]);
+          const key = `peer:${a.id}|${b.id}`;
+          seen.add(key);
+          // From border to border: the fraction of the centre line inside each node.
+          const dx = b.x - a.x, dy = b.y - a.y;
+          const f = Math.min(0.45, Math.min(dx ? NODE_W / 2 / Math.abs(dx) : 1, dy ? NODE_H / 2 / Math.abs(dy) : 1));
+          const x0 = a.x + dx * f, y0 = a.y + dy * f, x3 = b.x - dx * f, y3 = b.y - dy * f;
+          const curve = [x0, y0, x0 + (x3 - x0) / 3, y0 + (y3 - y0) / 3,
+                         x0 + (2 * (x3 - x0)) / 3, y0 + (2 * (y3 - y0)) / 3, x3, y3];
+          this.curves.set(key, curve);
+          let line = this.peerLayer.querySelector(`[data-peer="${CSS.escape(key)}"]`);
+          if (!line) {
+            line = s("line", {class: "peer-link", "data-peer": key, "data-a": a.id, "data-b": b.id});
+            this.peerLayer.append(line);
+          }
+          attr(line, "x1", x0.toFixed(1)); attr(line, "y1", y0.toFixed(1));
+          attr(line, "x2", x3.toFixed(1)); attr(line, "y2", y3.toFixed(1));
+          const cut = this.live?.linkCut(a.id, b.id);
+          line.classList.toggle("is-cut", Boolean(cut));
+          line.classList.toggle("is-held", cut?.mode === "hold");
+        }
+      }
+    }
+    for (const el of [...this.peerLayer.children]) {
+      if (!seen.has(el.dataset.peer)) el.remove();
     }
   }
 
@@ -193,6 +246,16 @@ export class Editor {
     const view = this.live?.nodeView(node.id);
     text(g.querySelector(".node-sub"), view?.sub || clip(kindLabel, 16));
     g.classList.toggle("is-down", Boolean(view?.down));
+    g.classList.toggle("is-paused", Boolean(view?.paused));
+    g.classList.toggle("is-highlighted", this.highlighted.has(node.id));
+    const role = view?.pills?.find((p) => p.name === "role");
+    if (role) {
+      attr(g, "data-role", role.role);
+      attr(g, "data-term", role.term);
+    } else {
+      g.removeAttribute("data-role");
+      g.removeAttribute("data-term");
+    }
     g.classList.toggle("has-fault", Boolean(view?.fault));
     const util = view?.util;
     g.classList.toggle("has-util", util !== null && util !== undefined);
@@ -222,7 +285,7 @@ export class Editor {
         y = -11;
         xTop -= width + 4;
       }
-      const g = s("g", {class: `badge tone-${pill.tone}`, "data-badge": pill.name,
+      const g = s("g", {class: `badge tone-${pill.tone}`, "data-badge": pill.name, "data-text": pill.text,
                         transform: `translate(${x.toFixed(1)} ${y})`});
       g.append(s("rect", {width: width.toFixed(1), height: 18, rx: 9}),
                s("text", {x: (width / 2).toFixed(1), y: 13, "text-anchor": "middle", text: pill.text}));
@@ -376,6 +439,10 @@ export class Editor {
     this.svg.classList.remove("is-panning", "is-connecting");
     if (!g) return;
     if (g.type === "pan" && !g.moved) this.select(null);
+    // During a run a click on a node offers what can be done to it (crash, pause, cut off).
+    if (g.type === "move" && !g.moved && this.locked) {
+      this.options.onNodeClick?.(g.id, ev.clientX, ev.clientY);
+    }
     if (g.type === "connect") {
       this._endGhost();
       const hover = document.elementFromPoint(ev.clientX, ev.clientY)?.closest("[data-node-id]");

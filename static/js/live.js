@@ -4,12 +4,14 @@
 const STATE_TONES = {
   OPEN: "danger", HALF_OPEN: "warn", CLOSED: "ok", DOWN: "danger", leader: "accent",
   candidate: "warn", follower: "muted", READY: "ok", RECOVERING: "warn",
+  "pre-candidate": "warn", PAUSED: "muted",
 };
+const ROLES = new Set(["leader", "candidate", "follower", "pre-candidate"]);
 const FAULT_WORDS = {
   crash: () => "crashed", hang: () => "hung", slow: (v) => `slow ×${v}`,
   error_rate: (v) => `errors ${Math.round(v * 100)}%`, rate: (v) => `load ×${v}`,
   drop_rate: (v) => `drop ${Math.round(v * 100)}%`, partition: () => "partitioned",
-  set: () => "param set",
+  set: () => "param set", pause: () => "paused", clock_skew: () => "clock skewed",
 };
 const LOG_LIMIT = 400;
 
@@ -29,13 +31,15 @@ export class LiveState {
     this.system = null;
     this.log = [];
     this.faults = [];   // every fault seen: {target, action, value, at_s, until_s}
+    this.cuts = [];     // partitions in force: {key, node, target, groups, direction, mode}
+    this.clusters = new Map();  // cluster name → member ids (set by the page from the document)
     this.dirty = true;
   }
 
   _node(id) {
     let n = this.nodes.get(id);
     if (!n) {
-      n = {state: null, down: false, faults: [], metric: null};
+      n = {state: null, down: false, faults: [], metric: null, term: null, paused: false, life: null};
       this.nodes.set(id, n);
     }
     return n;
@@ -70,8 +74,27 @@ export class LiveState {
         return null;
       case "node.state": {
         this._node(ev.node).state = ev.to;
+        const term = /\bterm (\d+)/.exec(ev.reason || "");
+        if (ROLES.has(ev.to) && term && ev.to !== "pre-candidate") this._node(ev.node).term = Number(term[1]);
         this.dirty = true;
         return this._log(ev, "state", ev.node, `${ev.from} → ${ev.to}${ev.reason ? `: ${ev.reason}` : ""}`);
+      }
+      case "raft.term":
+        this._node(ev.node).term = ev.to;
+        this.dirty = true;
+        return null;
+      case "raft.leader":
+        this._node(ev.node).term = ev.term;
+        this.dirty = true;
+        return this._log(ev, "state", ev.node, `leads term ${ev.term} (${ev.votes} votes)`);
+      case "node.life": {
+        const n = this._node(ev.node);
+        n.life = ev.life;
+        n.paused = ev.life === "PAUSED";
+        if (ev.life === "DOWN") n.down = true;
+        this.dirty = true;
+        return ev.life === "PAUSED" || ev.life === "RECOVERING"
+          ? this._log(ev, "state", ev.node, ev.reason || ev.life.toLowerCase()) : null;
       }
       case "node.down":
         this._node(ev.node).down = true;
@@ -79,11 +102,15 @@ export class LiveState {
         return this._log(ev, "down", ev.node, "is down");
       case "node.up":
         this._node(ev.node).down = false;
+        // A role reported while down ("down") is stale once the node is back.
+        if (this._node(ev.node).state === "down") this._node(ev.node).state = null;
         this.dirty = true;
         return this._log(ev, "up", ev.node, "is up again");
       case "fault": {
+        const key = faultKey(ev);
         if (ev.action === "end") {
-          for (const holder of [this.nodes.get(ev.target), this.edges.get(ev.target)]) {
+          if (ev.of === "partition") this.cuts = this.cuts.filter((c) => c.key !== key);
+          for (const holder of [this.nodes.get(ev.node ?? ev.target), this.edges.get(ev.target)]) {
             if (holder) holder.faults = holder.faults.filter((f) => f.action !== ev.of);
           }
           this.dirty = true;
@@ -91,14 +118,19 @@ export class LiveState {
         }
         const fault = {...ev};
         this.faults.push(fault);
+        if (ev.action === "partition") {
+          this.cuts.push({key, node: ev.node ?? null, target: ev.target, groups: ev.groups || null,
+                          direction: ev.direction || "both", mode: ev.mode || "drop", until_s: ev.until_s});
+        }
         if (ev.action !== "recover") {
-          const holder = this.nodes.has(ev.target) || !this.edges.has(ev.target)
-            ? this._node(ev.target) : this._edge(ev.target);
+          const id = ev.node ?? ev.target;
+          const holder = this.nodes.has(id) || !this.edges.has(id) ? this._node(id) : this._edge(id);
           holder.faults.push(fault);
         }
         this.dirty = true;
         const until = ev.until_s != null ? ` until ${ev.until_s} s` : "";
-        return this._log(ev, "fault", ev.target, `${describeFault(ev)}${until}`);
+        const who = ev.node && ev.node !== ev.target ? `${ev.target} = ${ev.node}` : ev.target;
+        return this._log(ev, "fault", who, `${describeFault(ev)}${until}`);
       }
       case "note":
         return this._log(ev, "note", ev.node, ev.text);
@@ -121,10 +153,14 @@ export class LiveState {
       for (const holder of [...this.nodes.values(), ...this.edges.values()]) {
         holder.faults = holder.faults.filter((f) => f.until_s == null || f.until_s > now);
       }
+      this.cuts = this.cuts.filter((c) => c.until_s == null || c.until_s > now);
     } else {
       const n = this._node(ev.node);
       n.metric = ev;
       if (ev.state) n.state = ev.state;
+      if (ev.role) n.state = ev.role;
+      if (typeof ev.term === "number") n.term = ev.term;
+      if (typeof ev.paused === "boolean") n.paused = ev.paused;
     }
     this.dirty = true;
   }
@@ -143,9 +179,14 @@ export class LiveState {
     const m = n.metric || {};
     const pills = [];
     if (n.down) pills.push({name: "down", text: "DOWN", tone: "danger"});
-    else if (n.state) pills.push({name: "state", text: n.state, tone: STATE_TONES[n.state] || "muted"});
+    else if (n.paused) pills.push({name: "paused", text: "PAUSED", tone: "muted"});
+    else if (n.state && ROLES.has(n.state) && n.term != null) {
+      pills.push({name: "role", role: n.state, term: n.term, text: `${n.state} · term ${n.term}`,
+                  tone: STATE_TONES[n.state] || "muted"});
+    } else if (n.state) pills.push({name: "state", text: n.state, tone: STATE_TONES[n.state] || "muted"});
+    if (!n.down && n.life === "RECOVERING") pills.push({name: "life", text: "RECOVERING", tone: "warn", place: "bottom"});
     for (const f of n.faults.slice(-1)) {
-      if (f.action !== "crash") pills.push({name: "fault", text: describeFault(f), tone: "warn"});
+      if (f.action !== "crash" && f.action !== "pause") pills.push({name: "fault", text: describeFault(f), tone: "warn"});
     }
     if (typeof m.q === "number" && m.q > 0) {
       pills.push({name: "queue", text: `queue ${m.q}`, tone: m.q >= 100 ? "danger" : m.q >= 10 ? "warn" : "muted", place: "bottom"});
@@ -153,7 +194,7 @@ export class LiveState {
     if (typeof m.hit_ratio === "number") {
       pills.push({name: "hits", text: `hits ${Math.round(m.hit_ratio * 100)}%`, tone: "muted", place: "bottom"});
     }
-    return {down: n.down, fault: n.faults.length > 0, util: typeof m.util === "number" ? m.util : null,
+    return {down: n.down, paused: n.paused && !n.down, fault: n.faults.length > 0, util: typeof m.util === "number" ? m.util : null,
             sub: subline(m), pills};
   }
 
@@ -163,6 +204,38 @@ export class LiveState {
     return {rate: e.rate, fault: e.faults.length > 0};
   }
 }
+
+function faultKey(ev) {
+  return `${ev.target}|${ev.action === "end" ? ev.of : ev.action}|${ev.node ?? ""}`;
+}
+
+/** Whether a partition in force cuts the way from a to b. */
+function cutBetween(cut, a, b, members) {
+  const dir = cut.direction;
+  if (cut.groups || members.has(cut.target)) {
+    const groups = (cut.groups || []).map((g) => new Set(g));
+    const listed = new Set(groups.flatMap((g) => [...g]));
+    const rest = new Set([...(members.get(cut.target) || [])].filter((id) => !listed.has(id)));
+    if (rest.size) groups.push(rest);
+    const side = (id) => groups.findIndex((g) => g.has(id));
+    const sa = side(a), sb = side(b);
+    if (sa < 0 || sb < 0 || sa === sb) return false;
+    if (dir === "outbound") return sa === 0;
+    if (dir === "inbound") return sb === 0;
+    return true;
+  }
+  const target = cut.node ?? cut.target;
+  if (dir === "outbound") return a === target;
+  if (dir === "inbound") return b === target;
+  return a === target || b === target;
+}
+
+LiveState.prototype.linkCut = function linkCut(a, b) {
+  for (const cut of this.cuts) {
+    if (cutBetween(cut, a, b, this.clusters) || cutBetween(cut, b, a, this.clusters)) return cut;
+  }
+  return null;
+};
 
 function subline(m) {
   if (!m || !m.node) return "";

@@ -15,17 +15,20 @@ import {Inspector} from "./inspector.js";
 import {LiveState, describeFault} from "./live.js";
 import {Model, emptyDocument} from "./model.js";
 import {RunStream} from "./stream.js";
-import {renderComparison, renderSummary} from "./summary.js";
+import {counterexampleButton, renderComparison, renderSummary} from "./summary.js";
 import {downloadChart, downloadTopology, readTopologyFile, renderVerification} from "./share.js";
 
 const CATCH_UP_WALL_MS = 2000;   // further behind the stream than this: jump ahead
 const TOAST_MS = 6000;
 const LOG_SHOWN = 200;
 const FAULT_MENU = [
-  ["crash", "Crash it for 10 s", {action: "crash"}],
-  ["slow", "Make it 10× slower for 10 s", {action: "slow", value: 10}],
-  ["error_rate", "Fail every call for 10 s", {action: "error_rate", value: 1}],
+  ["crash", "Crash it for 10 s", {action: "crash"}, 10],
+  ["pause", "Pause it for 5 s (stop-the-world)", {action: "pause"}, 5],
+  ["partition", "Cut it off from the others for 5 s", {action: "partition"}, 5],
+  ["slow", "Make it 10× slower for 10 s", {action: "slow", value: 10}, 10],
+  ["error_rate", "Fail every call for 10 s", {action: "error_rate", value: 1}, 10],
 ];
+const HISTORY_LIMIT = 200000;
 
 const $ = (sel, root = document) => root.querySelector(sel);
 const boot = JSON.parse($("#boot").textContent || "{}");
@@ -39,6 +42,7 @@ let run = null;          // the run being shown (live or replay)
 let lastWall = performance.now();
 let lastSummary = null;  // {docJson, summary} of the last run that finished
 let logCount = 0;
+let menuOpening = 0;     // until then, a click does not close the node menu (see bindUi)
 
 // ---- start -------------------------------------------------------------------------------
 
@@ -57,6 +61,11 @@ async function start() {
       if (selection) showTab("inspect");
     },
     onContextMenu: openContextMenu,
+    onNodeClick: (id, x, y) => {
+      if (!run || run.finished || !run.controllable) return;
+      menuOpening = performance.now() + 250;
+      openContextMenu(id, x, y);
+    },
   });
   editor.live = live;
   dots = new Dots($("[data-dots]"), editor);
@@ -72,6 +81,8 @@ async function start() {
 
   model.onChange((reason) => {
     editor.render();
+    const clustered = model.doc.nodes.some((n) => n.params?.cluster);
+    for (const el of document.querySelectorAll("[data-legend-peer]")) el.hidden = !clustered;
     if (reason === "load") {
       editor.fit();
       inspector.show(null);
@@ -154,6 +165,8 @@ const ACTIONS = {
   "delete-selected": () => editor.deleteSelection(),
   "remove-fault": (el) => model.removeFault(Number(el.dataset.index)),
   "close-banner": () => banner(""),
+  counterexample: (el) => seek(Number(el.dataset.t), JSON.parse(el.dataset.nodes || "[]")),
+  "seek-end": () => seekEnd(),
 };
 
 function bindUi() {
@@ -164,7 +177,10 @@ function bindUi() {
     }
     const tab = ev.target.closest("[data-tab]");
     if (tab) showTab(tab.dataset.tab);
-    if (!ev.target.closest("[data-context-menu]")) closeContextMenu();
+    // The click that ends a pointerup which opened the menu on a node must not close it.
+    const opening = performance.now() < menuOpening;
+    menuOpening = 0;
+    if (!ev.target.closest("[data-context-menu]") && !opening) closeContextMenu();
   });
   document.addEventListener("keydown", (ev) => {
     if (ev.target.closest("input, select, textarea")) return;
@@ -264,7 +280,11 @@ function newRun(id, {controllable, speed, durationS}) {
   $("[data-log-count]").textContent = "";
   $("[data-toasts]").replaceChildren();
   run = {id, frames: [], playhead: null, maxT1: 0, end: null, paused: false, finished: false,
-         speed, controllable, durationMs: durationS * 1000, stream: null};
+         speed, controllable, durationMs: durationS * 1000, stream: null, history: [], seekT: null};
+  editor.highlight([]);
+  charts.mark(null);
+  $("[data-seek-note]").hidden = true;
+  renderChecks(null);
   $("[data-speed]").value = String(speed);
   showExports(id);
   $("[data-clock-total]").textContent = `${fmtNum(durationS, 1)} s`;
@@ -361,6 +381,7 @@ function finish() {
   status(`${end.status}`, `/r/${run.id}`);
   const results = $("[data-results]");
   results.replaceChildren(renderSummary(end.summary, {status: end.status, error: end.error}));
+  renderChecks(end.summary, end.status);
   if (boot.run === run.id) showVerification(run.id);
   if (end.summary && end.status === "finished") lastSummary = {docJson: run.docJson, summary: end.summary};
   if (end.status === "failed") banner(`The run failed: ${end.error || "unknown error"}`, "error");
@@ -381,7 +402,11 @@ function loop(wallNow) {
   if (run && run.playhead !== null && !run.finished) {
     if (!run.paused) {
       let target = run.playhead + dt * run.speed;
-      if ((run.maxT1 - target) / run.speed > CATCH_UP_WALL_MS) target = run.maxT1 - 500 * run.speed;
+      // A live run that got ahead of the view jumps; a replay (every frame is there already)
+      // plays at its speed, or it would race through the run.
+      if (run.controllable && (run.maxT1 - target) / run.speed > CATCH_UP_WALL_MS) {
+        target = run.maxT1 - 500 * run.speed;
+      }
       run.playhead = Math.min(target, run.maxT1);
     }
     consume();
@@ -414,7 +439,11 @@ function consume() {
 
 function take(ev) {
   const entry = live.apply(ev);
-  if (ev.k.startsWith("msg.")) dots.take(ev, run.speed);
+  // What a seek after the end re-applies: everything but the messages themselves.
+  if (!ev.k.startsWith("msg.") && !ev.k.startsWith("peer.") && run.history.length < HISTORY_LIMIT) {
+    run.history.push(ev);
+  }
+  if (ev.k.startsWith("msg.") || ev.k.startsWith("peer.")) dots.take(ev, run.speed);
   else if (ev.k === "metric" && ev.node === "*") charts.add(ev);
   else if (ev.k === "fault") charts.addFault(ev);
   if (entry) {
@@ -437,7 +466,7 @@ function renderStats() {
 }
 
 function renderClock() {
-  const now = run?.playhead ?? 0;
+  const now = run?.seekT ?? run?.playhead ?? 0;
   $("[data-clock-now]").textContent = `${(now / 1000).toFixed(1)} s`;
   const total = run?.durationMs || model.doc.scenario.duration_s * 1000;
   $("[data-clock-fill]").style.width = `${Math.min(100, (100 * now) / total)}%`;
@@ -476,10 +505,16 @@ function openContextMenu(nodeId, clientX, clientY) {
   const running = run && !run.finished && run.controllable;
   menu.append(h("li", {class: "menu-title"}, running ? `Inject a fault into ${nodeId}` : nodeId));
   if (running) {
-    for (const [name, label, fault] of FAULT_MENU) {
+    const node = model.node(nodeId);
+    const kind = kinds[node?.kind] || {};
+    for (const [name, label, fault, seconds] of FAULT_MENU) {
+      // A pause and a cut-off are for nodes that keep memory or talk to peers.
+      if (name === "pause" && !kind.pausable) continue;
+      if (name === "partition" && !node?.params?.cluster && !model.doc.edges.some((e) => e.from === nodeId || e.to === nodeId)) continue;
+      if ((name === "slow" || name === "error_rate") && node?.params?.cluster) continue;
       const item = h("button", {type: "button", "data-fault": name}, label);
       item.addEventListener("click", () => {
-        inject({target: nodeId, ...fault}, label);
+        inject({target: nodeId, ...fault}, label, seconds);
         closeContextMenu();
       });
       menu.append(h("li", {}, item));
@@ -500,12 +535,78 @@ function closeContextMenu() {
   if (menu) menu.hidden = true;
 }
 
-function inject(fault, label) {
+function inject(fault, label, seconds = 10) {
   // The worker applies it at its next frame, which is at or after the last one received.
   const nowS = Math.max(run.maxT1, run.playhead || 0) / 1000;
-  const until = Math.round((nowS + 10) * 1000) / 1000;
+  const until = Math.round((nowS + seconds) * 1000) / 1000;
   run.stream.send({action: "inject", fault: {...fault, until_s: until}});
   toast({t: run.playhead || 0, node: fault.target, text: `${label[0].toLowerCase()}${label.slice(1)} (you injected this)`});
+}
+
+// ---- checks beside the charts ---------------------------------------------------------------
+
+/** The run's checks (the summary's `checks`), green or red; a counterexample is a button
+ *  that seeks to its moment. Before the end: what will be checked, and when. */
+function renderChecks(summary, status = "finished") {
+  const box = $("[data-checks]");
+  if (!box) return;
+  const checks = summary?.checks || [];
+  $("[data-checks-state]").textContent = !summary ? (run && !run.finished ? "at the end of the run" : "")
+    : checks.length ? `${checks.filter((c) => c.ok).length}/${checks.length} pass` : "";
+  box.closest(".checks-card").classList.toggle("has-failure", checks.some((c) => !c.ok));
+  if (!summary) {
+    box.replaceChildren(h("p", {class: "muted small"}, run && !run.finished
+      ? "Checked on this run's own events when it ends: each invariant, pass or fail, with the first counterexample."
+      : "Run it: each invariant is checked on the run's events, pass or fail."));
+    return;
+  }
+  if (!checks.length) {
+    box.replaceChildren(h("p", {class: "muted small"}, status === "finished" ? "This run declares no checks." : `The run ${status}.`));
+    return;
+  }
+  const list = h("ul", {class: "checks live-checks"});
+  for (const c of checks) {
+    const body = h("div", {}, h("b", {}, c.name), c.detail ? h("small", {}, c.detail) : null);
+    const jump = counterexampleButton(c.counterexample);
+    if (jump) body.append(jump);
+    list.append(h("li", {class: c.ok ? "pass" : "fail", "data-check": c.name, "data-ok": String(c.ok)},
+                  h("span", {class: "mark"}, c.ok ? "✓" : "✗"), body));
+  }
+  box.replaceChildren(list);
+}
+
+/** Go to a moment of the run: the charts mark it and the nodes it names are marked. After
+ *  the end, the canvas shows the state then (re-applied from the run's events). */
+function seek(tMs, nodes) {
+  if (!run) return;
+  charts.mark(tMs / 1000);
+  editor.highlight(nodes);
+  if (!run.finished) return;
+  live.reset();
+  for (const ev of run.history) {
+    if (ev.t > tMs) break;
+    live.apply(ev);
+  }
+  run.seekT = tMs;
+  live.dirty = true;
+  renderClock();
+  status(`showing ${(tMs / 1000).toFixed(3)} s`, null);
+  const note = $("[data-seek-note]");
+  note.replaceChildren(`The canvas shows ${(tMs / 1000).toFixed(3)} s. `,
+                       h("button", {type: "button", class: "link-btn", "data-action": "seek-end"}, "Back to the end"));
+  note.hidden = false;
+}
+
+function seekEnd() {
+  if (!run?.finished) return;
+  live.reset();
+  for (const ev of run.history) live.apply(ev);
+  run.seekT = null;
+  live.dirty = true;
+  charts.mark(null);
+  editor.highlight([]);
+  $("[data-seek-note]").hidden = true;
+  status(`${run.end?.status || "ended"}`, `/r/${run.id}`);
 }
 
 // ---- save and compare ---------------------------------------------------------------------
@@ -577,6 +678,7 @@ async function compare() {
       for (const m of withPattern.metrics) charts.add(m);
       charts.flush(0, true);
       $("[data-results]").replaceChildren(renderSummary(withPattern.summary));
+      renderChecks(withPattern.summary);
     }
     charts.setBaseline(baseline.metrics);
   } catch (err) {

@@ -38,6 +38,18 @@ function figure(value) {
   return String(value);
 }
 
+/** A check's first counterexample as a button that takes the page to its moment (the
+ *  page handles data-action="counterexample"); null when there is none. */
+export function counterexampleButton(cx) {
+  if (!cx || typeof cx.t !== "number") return null;
+  const nodes = cx.nodes || [];
+  const what = cx.what || "";
+  return h("button", {type: "button", class: "counterexample", "data-action": "counterexample",
+                      "data-t": cx.t, "data-nodes": JSON.stringify(nodes),
+                      title: "Show this moment: the charts mark it, the canvas shows its nodes"},
+           `at ${(cx.t / 1000).toFixed(3)} s${nodes.length ? ` · ${nodes.join(", ")}` : ""}${what ? ` · ${what}` : ""}`);
+}
+
 /** The whole summary of one run. */
 export function renderSummary(summary, {status = "finished", error = null} = {}) {
   const root = h("div", {class: "summary", "data-summary": ""});
@@ -64,7 +76,8 @@ export function renderSummary(summary, {status = "finished", error = null} = {})
     for (const c of checks) {
       list.append(h("li", {class: c.ok ? "pass" : "fail"},
                     h("span", {class: "mark"}, c.ok ? "✓" : "✗"),
-                    h("div", {}, h("b", {}, c.name), h("small", {}, c.detail || ""))));
+                    h("div", {}, h("b", {}, c.name), h("small", {}, c.detail || ""),
+                      counterexampleButton(c.counterexample))));
     }
     root.append(h("h3", {}, "Checks"), list);
   }
