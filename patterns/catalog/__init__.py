@@ -10,7 +10,11 @@ from patterns.catalog.communication import (  # noqa: F401
     publisher_subscriber,
     request_response,
 )
-from patterns.catalog.coordination import leader_election  # noqa: F401
+from patterns.catalog.coordination import (  # noqa: F401
+    consensus,
+    distributed_lock,
+    leader_election,
+)
 from patterns.catalog.registry import CATEGORIES, PATTERNS, Pattern, get, register_pattern
 from patterns.catalog.reliability import circuit_breaker, retry, timeout  # noqa: F401
 

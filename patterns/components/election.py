@@ -28,7 +28,7 @@ lost_quorum, higher_term, same_term_leader) and ``job.tick``.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 from patterns.engine.cluster import CLUSTER_PARAMS, PeerMessage
 from patterns.engine.node import Node, register_kind
@@ -66,7 +66,7 @@ class RaftElector(Node):
         Param("election", "choice", "raft", choices=("raft", "static"),
               help="raft, or static: the first member is the primary forever (baseline)."),
     )
-    DURABLE = ("current_term", "voted_for")
+    DURABLE: ClassVar[tuple[str, ...]] = ("current_term", "voted_for")
     PAUSABLE = True
     ROLES = (LEADER, FOLLOWER, CANDIDATE)
 

@@ -338,3 +338,10 @@ def test_the_data_migration_skips_a_pattern_that_is_gone(empty_library, monkeypa
     migration.add_curated(apps, None)
     assert "retry" not in set(Scenario.objects.values_list("pattern", flat=True))
     assert Scenario.objects.count() == len(migration.CURATED) - 1
+
+
+def test_every_registered_pattern_ships_a_curated_scenario():
+    """A new pattern comes with a data migration adding its scenario (playground/curation.py)."""
+    shipped = set(Scenario.objects.filter(published=True, featured=True)
+                  .values_list("pattern", flat=True))
+    assert set(catalog.PATTERNS) <= shipped
