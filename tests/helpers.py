@@ -28,3 +28,19 @@ def events(source: str | dict[str, Any], **overrides: Any) -> list[dict[str, Any
     doc = prepare(source, **overrides)
     sim = simulate(doc, trace="full").run()
     return sim.trace.drain()
+
+
+def failing_seeds(canonical: Any, random_faults: Any, seeds: range,
+                  duration_s: float) -> list[str]:
+    """Run ``canonical()`` under ``random_faults(seed, duration_s)`` for every seed; one line
+    per run whose checks failed, naming the seed to replay and the first counterexample."""
+    failing = []
+    for seed in seeds:
+        doc = canonical()
+        doc["scenario"] = {"duration_s": duration_s, "seed": seed,
+                           "faults": random_faults(seed, duration_s)}
+        summary, _ = run(doc)
+        bad = [c for c in summary["checks"] if not c["ok"]]
+        if bad:
+            failing.append(f"seed {seed}: {bad[0]['name']}: {bad[0].get('counterexample')}")
+    return failing

@@ -312,19 +312,8 @@ class RaftNode(RaftElector):
             self._advance_commit()
 
     def _on_append_entries(self, src: str, msg: PeerMessage) -> None:
-        term = msg["term"]
-        if term < self.current_term:
-            self.send_peer(src, {"type": "append.resp", "term": self.current_term,
-                                 "success": False, "match": 0})
+        if not self._accept_leader(src, msg["term"], match=0):
             return
-        if self.role == LEADER and term == self.current_term:
-            self._become_follower(term, src, f"{src} also leads term {term}",
-                                  "same_term_leader")
-        elif term > self.current_term or self.role != FOLLOWER or self.leader_id != src:
-            self._become_follower(term, src, f"heartbeat from leader {src} (term {term})")
-        else:
-            self._reset_election_timer()
-        self.heard_leader_at = self.local_now()
         prev = msg["prev_index"]
         if prev > self.last_index or self.term_at(prev) != msg["prev_term"]:
             # Inconsistent: tell the leader where to resume (our end, or before the

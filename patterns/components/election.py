@@ -322,10 +322,21 @@ class RaftElector(Node):
                                         f"{self.current_term}")
 
     def _on_append(self, src: str, term: int) -> None:
+        if self._accept_leader(src, term):
+            self.send_peer(src, {"type": "append.resp", "term": self.current_term,
+                                 "success": True})
+
+    def _accept_leader(self, src: str, term: int, **refusal: Any) -> bool:
+        """Take an append (or heartbeat) from ``src`` as coming from this term's leader.
+
+        A stale term is refused (with ``refusal`` added to the answer) and False returned;
+        otherwise the node follows ``src``, pushes its election timeout back and returns
+        True: the caller goes on with the append's contents.
+        """
         if term < self.current_term:
             self.send_peer(src, {"type": "append.resp", "term": self.current_term,
-                                 "success": False})
-            return
+                                 "success": False, **refusal})
+            return False
         if self.role == LEADER and term == self.current_term:
             # Two leaders in one term: only a broken vote makes this possible.
             self._become_follower(term, src, f"{src} also leads term {term}",
@@ -335,8 +346,7 @@ class RaftElector(Node):
         else:
             self._reset_election_timer()
         self.heard_leader_at = self.local_now()
-        self.send_peer(src, {"type": "append.resp", "term": self.current_term,
-                             "success": True})
+        return True
 
     def _on_vote_request(self, src: str, term: int) -> None:
         if term > self.current_term:

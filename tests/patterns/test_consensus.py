@@ -12,7 +12,7 @@ import pytest
 from patterns import catalog
 from patterns.catalog.coordination import consensus as pattern
 from patterns.run import prepare, simulate
-from tests.helpers import run
+from tests.helpers import failing_seeds, run
 
 SLUG = "consensus"
 SPLIT, HEAL, CRASH = 20_000, 30_000, 40_000
@@ -285,16 +285,7 @@ def random_faults(seed: int, duration_s: float) -> list[dict[str, Any]]:
 
 
 def safety_failures(seeds: range, duration_s: float = 12) -> list[str]:
-    failing = []
-    for seed in seeds:
-        doc = canonical()
-        doc["scenario"] = {"duration_s": duration_s, "seed": seed,
-                           "faults": random_faults(seed, duration_s)}
-        summary, _ = run(doc)
-        bad = [c for c in summary["checks"] if not c["ok"]]
-        if bad:
-            failing.append(f"seed {seed}: {bad[0]['name']}: {bad[0].get('counterexample')}")
-    return failing
+    return failing_seeds(canonical, random_faults, seeds, duration_s)
 
 
 def test_raft_safety_holds_under_random_crashes_pauses_partitions_and_clock_faults():
