@@ -196,3 +196,41 @@ def test_a_broken_vote_turns_a_check_red_and_its_counterexample_shows_the_moment
     page.click("[data-action=seek-end]")
     assert page.locator("[data-node-id].is-highlighted").count() == 0
     assert page.errors == []  # type: ignore[attr-defined]
+
+
+def test_consensus_survives_a_leader_crashed_by_clicking_it(page):
+    page.goto("/p/consensus")
+    page.wait_for_selector('[data-node-id="n5"]')
+    page.select_option("[data-speed]", "2")
+    page.click('[data-action="run"]')
+    page.wait_for_function("() => document.querySelector('[data-node-id][data-role=leader]')",
+                           timeout=15_000)
+    ((old, old_term),) = leaders(page)
+    click_node(page, old)
+    page.locator("[data-context-menu] [data-fault=crash]").click()
+    page.wait_for_function(
+        "([old, term]) => [...document.querySelectorAll('[data-node-id][data-role=leader]')]"
+        ".some((el) => el.dataset.nodeId !== old && Number(el.dataset.term) > term)",
+        arg=[old, old_term], timeout=10_000)
+    page.screenshot(path=SHOTS.format("7-consensus-new-leader"))
+    page.select_option("[data-speed]", "10")
+    page.wait_for_selector('[data-run-controls][data-state="ended"]', timeout=60_000)
+    checks = page.locator("[data-checks] [data-check]")
+    assert checks.count() >= 5
+    assert page.locator('[data-checks] [data-check][data-ok="false"]').count() == 0
+    page.screenshot(path=SHOTS.format("8-consensus-checks-green"))
+
+
+def test_a_lock_without_fencing_turns_its_check_red_with_a_counterexample(page):
+    baseline = page.request.get("/api/patterns/distributed-lock").json()["baseline"]
+    saved = page.request.post("/api/topologies", data=json.dumps(baseline),
+                              headers={"Content-Type": "application/json"}).json()
+    page.goto(saved["url"])
+    page.wait_for_selector("[data-node-id]")
+    page.select_option("[data-speed]", "10")
+    page.click('[data-action="run"]')
+    page.wait_for_selector('[data-run-controls][data-state="ended"]', timeout=60_000)
+    failed = page.locator('[data-checks] [data-check="no stale write accepted"]')
+    assert failed.get_attribute("data-ok") == "false"
+    assert failed.locator("[data-action=counterexample]").count() == 1
+    page.screenshot(path=SHOTS.format("9-lock-unfenced-red"))
