@@ -9,6 +9,7 @@ evaluated, pass or fail.
 from __future__ import annotations
 
 import copy
+import math
 from typing import Any, ClassVar, TypeVar
 
 from patterns.engine.simulation import Simulation
@@ -41,6 +42,19 @@ def check(name: str, ok: bool, detail: str = "",
     if counterexample is not None:
         out["counterexample"] = counterexample
     return out
+
+
+def verdict_checks(verdicts: Any) -> list[dict[str, Any]]:
+    """Checks from ``(name, verdict)`` pairs, a verdict being what patterns.engine.invariants
+    returns (``ok``, ``detail``, ``counterexample``)."""
+    return [check(name, v.ok, v.detail, v.counterexample) for name, v in verdicts]
+
+
+def on_ring(i: int, count: int, cx: float, cy: float, rx: float,
+            ry: float) -> tuple[float, float]:
+    """Canvas position of member ``i`` (1-based) of ``count`` around a ring, first at the top."""
+    angle = 2 * math.pi * (i - 1) / count
+    return cx + rx * math.sin(angle), cy - ry * math.cos(angle)
 
 
 class Pattern:

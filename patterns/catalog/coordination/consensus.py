@@ -22,7 +22,14 @@ import math
 from typing import Any
 
 from patterns.catalog.coordination.leader_election import _covered, leadership
-from patterns.catalog.registry import Pattern, check, edge, node, register_pattern
+from patterns.catalog.registry import (
+    Pattern,
+    edge,
+    node,
+    on_ring,
+    register_pattern,
+    verdict_checks,
+)
 from patterns.components.consensus import PrimaryBackup, RaftNode
 from patterns.engine import invariants
 from patterns.engine.invariants import Verdict
@@ -69,7 +76,7 @@ class Consensus(Pattern):
 
     def canonical(self) -> dict[str, Any]:
         nodes = [
-            node(f"n{i}", "raft_node", 420 + 170 * _dx(i), 260 + 150 * _dy(i), f"n{i}",
+            node(f"n{i}", "raft_node", *on_ring(i, MEMBERS, 420, 260, 170, 150), f"n{i}",
                  cluster=CLUSTER, peer_latency_ms=LINK_MS)
             for i in range(1, MEMBERS + 1)
         ]
@@ -102,8 +109,7 @@ class Consensus(Pattern):
         return consensus_figures(sim)
 
     def checks(self, sim: Simulation) -> list[dict[str, Any]]:
-        out = []
-        for name, verdict in (
+        return verdict_checks((
             ("at most one leader per term", invariants.one_leader_per_term(sim.records)),
             ("only followers truncate (leader append-only)", leader_append_only(sim.records)),
             ("logs match (same index and term, same prefix)", logs_match(cluster_nodes(sim))),
@@ -112,17 +118,8 @@ class Consensus(Pattern):
             ("no two nodes apply different commands at an index",
              state_machine_safety(sim.records)),
             ("no acknowledged write lost", acked_kept(sim)),
-        ):
-            out.append(check(name, verdict.ok, verdict.detail, verdict.counterexample))
-        return out
+        ))
 
-
-def _dx(i: int) -> float:
-    return math.sin(2 * math.pi * (i - 1) / MEMBERS)
-
-
-def _dy(i: int) -> float:
-    return -math.cos(2 * math.pi * (i - 1) / MEMBERS)
 
 
 # -- end state ----------------------------------------------------------------------------------

@@ -12,10 +12,15 @@ leader. The baseline is a static primary: the job stops for the whole 10 s.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
-from patterns.catalog.registry import Pattern, check, node, register_pattern
+from patterns.catalog.registry import (
+    Pattern,
+    node,
+    on_ring,
+    register_pattern,
+    verdict_checks,
+)
 from patterns.engine import invariants
 from patterns.engine.metrics import quantile_sorted
 from patterns.engine.simulation import Simulation
@@ -58,7 +63,7 @@ class LeaderElection(Pattern):
 
     def canonical(self) -> dict[str, Any]:
         nodes = [
-            node(f"n{i}", "raft_elector", 320 + 180 * _dx(i), 240 + 160 * _dy(i), f"n{i}",
+            node(f"n{i}", "raft_elector", *on_ring(i, MEMBERS, 320, 240, 180, 160), f"n{i}",
                  cluster=CLUSTER, peer_latency_ms=LINK_MS)
             for i in range(1, MEMBERS + 1)
         ]
@@ -85,22 +90,12 @@ class LeaderElection(Pattern):
         return election_figures(sim)
 
     def checks(self, sim: Simulation) -> list[dict[str, Any]]:
-        out = []
-        for name, verdict in (
+        return verdict_checks((
             ("at most one leader per term", invariants.one_leader_per_term(sim.records)),
             ("at most one vote per node per term", invariants.one_vote_per_term(sim.records)),
             ("terms never decrease on a node", invariants.terms_never_decrease(sim.records)),
-        ):
-            out.append(check(name, verdict.ok, verdict.detail, verdict.counterexample))
-        return out
+        ))
 
-
-def _dx(i: int) -> float:
-    return math.sin(2 * math.pi * (i - 1) / MEMBERS)
-
-
-def _dy(i: int) -> float:
-    return -math.cos(2 * math.pi * (i - 1) / MEMBERS)
 
 
 def leadership(sim: Simulation) -> list[tuple[float, float, str, int]]:
