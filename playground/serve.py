@@ -17,6 +17,8 @@ BIN = Path(sys.executable).parent
 
 
 def main() -> int:
+    # Stop (and stop everything below) when whoever started us goes, `make` included.
+    embedded_redis.die_with_parent()
     env = dict(os.environ)
     env.setdefault("DJANGO_SETTINGS_MODULE", "playground.settings")
     port = env.get("PORT", "8000")
@@ -32,10 +34,11 @@ def main() -> int:
                        cwd=ROOT, env=env, check=True)
     children.append(subprocess.Popen(
         [str(BIN / "celery"), "-A", "playground", "worker", "--loglevel", "warning",
-         "--concurrency", env.get("WORKERS", "2")], cwd=ROOT, env=env))
+         "--concurrency", env.get("WORKERS", "2")], cwd=ROOT, env=env,
+        preexec_fn=embedded_redis.die_with_parent))
     children.append(subprocess.Popen(
         [str(BIN / "daphne"), "-b", host, "-p", port, "playground.asgi:application"],
-        cwd=ROOT, env=env))
+        cwd=ROOT, env=env, preexec_fn=embedded_redis.die_with_parent))
     print(f"\n  Patterns Playground: http://{'localhost' if host == '127.0.0.1' else host}"
           f":{port}/\n  Ctrl-C stops it.\n", flush=True)
 
