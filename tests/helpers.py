@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 from patterns.run import prepare, simulate, summarise
@@ -44,3 +45,32 @@ def failing_seeds(canonical: Any, random_faults: Any, seeds: range,
         if bad:
             failing.append(f"seed {seed}: {bad[0]['name']}: {bad[0].get('counterexample')}")
     return failing
+
+
+def random_cluster_faults(seed: int, duration_s: float, *, count: int, earliest_s: float,
+                          clients: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """``count`` random faults on a five-member cluster ``raft`` (n1…n5): crashes, pauses,
+    partitions (a member, or a group split off, by drop or hold), clock skews. ``clients``
+    may join a split-off group."""
+    rng = random.Random(seed)
+    nodes = [f"n{i}" for i in range(1, 6)]
+    targets = [*nodes, "leader:raft", "follower:raft"]
+    faults: list[dict[str, Any]] = []
+    for _ in range(count):
+        at = round(rng.uniform(earliest_s, duration_s - 1), 3)
+        until = round(at + rng.uniform(0.05, 2.0), 3)
+        action = rng.choice(["crash", "pause", "partition", "split", "clock_skew"])
+        if action == "split":
+            group = rng.sample(nodes, rng.randint(1, 2))
+            if clients:
+                group += rng.sample(list(clients), rng.randint(0, 1))
+            faults.append({"at_s": at, "until_s": until, "target": "raft",
+                           "action": "partition", "groups": [group],
+                           "mode": rng.choice(["drop", "hold"])})
+        elif action == "clock_skew":
+            faults.append({"at_s": at, "until_s": until, "target": rng.choice(nodes),
+                           "action": "clock_skew", "rate": rng.choice([0.5, 2.0, 5.0])})
+        else:
+            faults.append({"at_s": at, "until_s": until, "target": rng.choice(targets),
+                           "action": action})
+    return sorted(faults, key=lambda f: f["at_s"])

@@ -358,13 +358,18 @@ class Network:
         Kernel.cancel(call.timer)
         edge = call.edge
         edge.answered += 1
-        wait = self.kernel.now - call.sent_at
-        if wait > edge.max_wait:
-            edge.max_wait = wait
+        self._record_wait(call)
         if self.trace.full:
             self.trace.emit({"t": self.kernel.now, "k": "msg.recv", "id": call.mid,
                              "e": call.edge.id, "dir": "rep"})
         call.on_reply(call, call.result or m.OK)
+
+    def _record_wait(self, call: Call) -> float:
+        """How long the caller waited for this call; the edge keeps the longest."""
+        wait = self.kernel.now - call.sent_at
+        if wait > call.edge.max_wait:
+            call.edge.max_wait = wait
+        return wait
 
     def _on_timeout(self, call: Call) -> None:
         if call.done:
@@ -373,9 +378,7 @@ class Network:
         call.abandoned = True
         edge = call.edge
         edge.timeouts += 1
-        wait = self.kernel.now - call.sent_at
-        if wait > edge.max_wait:
-            edge.max_wait = wait
+        wait = self._record_wait(call)
         if self.trace.full:
             self.trace.emit({"t": self.kernel.now, "k": "msg.timeout", "id": call.mid,
                              "e": edge.id, "req": call.req.id, "attempt": call.attempt,

@@ -4,7 +4,6 @@ safety under random faults."""
 
 from __future__ import annotations
 
-import random
 from typing import Any
 
 import pytest
@@ -12,7 +11,7 @@ import pytest
 from patterns import catalog
 from patterns.catalog.coordination import consensus as pattern
 from patterns.run import prepare, simulate
-from tests.helpers import failing_seeds, run
+from tests.helpers import failing_seeds, random_cluster_faults, run
 
 SLUG = "consensus"
 SPLIT, HEAL, CRASH = 20_000, 30_000, 40_000
@@ -261,27 +260,8 @@ def test_one_slow_follower_leaves_commit_latency_alone_three_drag_it_to_their_sp
 
 # -- safety under random faults -----------------------------------------------------------------
 def random_faults(seed: int, duration_s: float) -> list[dict[str, Any]]:
-    rng = random.Random(seed)
-    nodes = [f"n{i}" for i in range(1, 6)]
-    targets = [*nodes, "leader:raft", "follower:raft"]
-    faults: list[dict[str, Any]] = []
-    for _ in range(10):
-        at = round(rng.uniform(0.5, duration_s - 1), 3)
-        until = round(at + rng.uniform(0.05, 2.0), 3)
-        action = rng.choice(["crash", "pause", "partition", "split", "clock_skew"])
-        if action == "split":
-            group = rng.sample(nodes, rng.randint(1, 2))
-            group += rng.sample(["app_a", "app_b"], rng.randint(0, 1))
-            faults.append({"at_s": at, "until_s": until, "target": "raft",
-                           "action": "partition", "groups": [group],
-                           "mode": rng.choice(["drop", "hold"])})
-        elif action == "clock_skew":
-            faults.append({"at_s": at, "until_s": until, "target": rng.choice(nodes),
-                           "action": "clock_skew", "rate": rng.choice([0.5, 2.0, 5.0])})
-        else:
-            faults.append({"at_s": at, "until_s": until, "target": rng.choice(targets),
-                           "action": action})
-    return sorted(faults, key=lambda f: f["at_s"])
+    return random_cluster_faults(seed, duration_s, count=10, earliest_s=0.5,
+                                 clients=("app_a", "app_b"))
 
 
 def safety_failures(seeds: range, duration_s: float = 12) -> list[str]:

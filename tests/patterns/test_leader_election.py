@@ -3,7 +3,6 @@ pre-vote, and safety under random faults."""
 
 from __future__ import annotations
 
-import random
 import statistics
 from typing import Any
 
@@ -12,7 +11,7 @@ import pytest
 from patterns import catalog
 from patterns.engine import invariants
 from patterns.run import prepare, simulate
-from tests.helpers import failing_seeds, run
+from tests.helpers import failing_seeds, random_cluster_faults, run
 
 SLUG = "leader-election"
 
@@ -147,26 +146,7 @@ def test_with_zero_spread_split_votes_repeat_and_no_leader_is_elected():
 
 # -- safety under random faults -----------------------------------------------------------------
 def random_faults(seed: int, duration_s: float) -> list[dict[str, Any]]:
-    rng = random.Random(seed)
-    nodes = [f"n{i}" for i in range(1, 6)]
-    targets = [*nodes, "leader:raft", "follower:raft"]
-    faults: list[dict[str, Any]] = []
-    for _ in range(12):
-        at = round(rng.uniform(0.2, duration_s - 1), 3)
-        until = round(at + rng.uniform(0.05, 2.0), 3)
-        action = rng.choice(["crash", "pause", "partition", "split", "clock_skew"])
-        if action == "split":
-            group = rng.sample(nodes, rng.randint(1, 2))
-            faults.append({"at_s": at, "until_s": until, "target": "raft",
-                           "action": "partition", "groups": [group],
-                           "mode": rng.choice(["drop", "hold"])})
-        elif action == "clock_skew":
-            faults.append({"at_s": at, "until_s": until, "target": rng.choice(nodes),
-                           "action": "clock_skew", "rate": rng.choice([0.5, 2.0, 5.0])})
-        else:
-            faults.append({"at_s": at, "until_s": until, "target": rng.choice(targets),
-                           "action": action})
-    return sorted(faults, key=lambda f: f["at_s"])
+    return random_cluster_faults(seed, duration_s, count=12, earliest_s=0.2)
 
 
 def safety_failures(seeds: range, duration_s: float = 20) -> list[str]:
