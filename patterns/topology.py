@@ -101,6 +101,9 @@ class FaultDoc(BaseModel):
     groups: list[list[Id]] | None = None
     mode: Literal[faults.PARTITION_MODES] | None = None  # type: ignore[valid-type]
     direction: Literal[faults.DIRECTIONS] | None = None  # type: ignore[valid-type]
+    # crash at a named point
+    point: str | None = Field(default=None, max_length=100)
+    down_s: Finite | None = Field(default=None, gt=0, le=3600)
     # clock_skew
     offset_ms: Finite | None = None
     rate: Finite | None = None
@@ -274,6 +277,16 @@ def _check(doc: Document, limits: Limits) -> dict[str, Any]:
             raise TopologyError(exc.field, exc.message) from None
         edges_out.append({"id": edge.id, "from": edge.from_, "to": edge.to, "params": params})
 
+    targets: dict[str, list[str]] = {}
+    for edge_out in edges_out:
+        targets.setdefault(edge_out["from"], []).append(edge_out["to"])
+    for i, node_out in enumerate(nodes_out):
+        try:
+            KINDS[node_out["kind"]].check_wiring(node_out["params"],
+                                                 targets.get(node_out["id"], []))
+        except ParamError as exc:
+            raise TopologyError(f"nodes[{i}].params.{exc.field}", exc.message) from None
+
     for node_out in nodes_out:
         limit = KINDS[node_out["kind"]].MAX_OUT_EDGES
         if limit is not None and out_degree.get(node_out["id"], 0) > limit:
@@ -394,6 +407,7 @@ def _check_fault(i: int, fault: FaultDoc, ids: dict[str, int], edge_ids: set[str
             raise TopologyError(f"{path}.error_class", "only 'error_rate' takes an error class")
         out["error_class"] = fault.error_class
     _check_partition(path, fault, what, ids, clusters, out)
+    _check_crash_point(path, fault, what, ids, nodes, clusters, out)
     _check_pause_and_clock(path, fault, what, ids, nodes, clusters, out)
     return out
 
@@ -436,6 +450,28 @@ def _check_partition(path: str, fault: FaultDoc, what: str, ids: dict[str, int],
         out["mode"] = fault.mode
     if fault.direction is not None:
         out["direction"] = fault.direction
+
+
+def _check_crash_point(path: str, fault: FaultDoc, what: str, ids: dict[str, int],
+                       nodes: list[dict[str, Any]],
+                       clusters: dict[str, list[dict[str, Any]]], out: dict[str, Any]) -> None:
+    if fault.point is None:
+        if fault.down_s is not None:
+            raise TopologyError(f"{path}.down_s", "only a crash at a point takes down_s")
+        return
+    if fault.action != "crash":
+        raise TopologyError(f"{path}.point", "only 'crash' takes a point")
+    kinds = ([n["kind"] for n in clusters[fault.target.partition(":")[2]]]
+             if what == "selector" else [nodes[ids[fault.target]]["kind"]])
+    for kind in kinds:
+        points = KINDS[kind].CRASH_POINTS
+        if fault.point not in points:
+            known = ", ".join(points) if points else "none"
+            raise TopologyError(f"{path}.point", f"a {kind} has no crash point "
+                                f"{fault.point!r}; its points: {known}")
+    out["point"] = fault.point
+    if fault.down_s is not None:
+        out["down_s"] = fault.down_s
 
 
 def _check_pause_and_clock(path: str, fault: FaultDoc, what: str, ids: dict[str, int],

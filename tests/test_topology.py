@@ -577,3 +577,70 @@ def test_edge_actions_on_a_node_cut_every_edge_touching_it(action, value):
     assert summary["requests"]["sent"] > 50
     assert summary["requests"]["succeeded"] == 0
     assert summary["nodes"]["api"]["processed"] == 0
+
+
+# -- crashes at named points, and parameters checked against the wiring ------------------------
+def flow_doc(**fault: Any) -> dict[str, Any]:
+    """shop → orchestrator → payment, inventory (participants that declare crash points)."""
+    document = {
+        "version": 1,
+        "nodes": [{"id": "shop", "kind": "client", "params": {}},
+                  {"id": "boss", "kind": "orchestrator",
+                   "params": {"steps": ["payment.charge", "inventory.reserve"]}},
+                  {"id": "payment", "kind": "participant", "params": {}},
+                  {"id": "inventory", "kind": "participant", "params": {}}],
+        "edges": [{"id": "e1", "from": "shop", "to": "boss"},
+                  {"id": "e2", "from": "boss", "to": "payment"},
+                  {"id": "e3", "from": "boss", "to": "inventory"}],
+        "scenario": {"duration_s": 10, "faults": [fault] if fault else []},
+    }
+    return document
+
+
+def test_a_crash_at_a_declared_point_is_kept_with_its_downtime():
+    checked = validate(flow_doc(at_s=1, target="payment", action="crash",
+                                point="after_commit_before_reply", down_s=0.5))
+    fault = checked["scenario"]["faults"][0]
+    assert fault["point"] == "after_commit_before_reply" and fault["down_s"] == 0.5
+
+
+@pytest.mark.parametrize(("fault", "field", "message"), [
+    ({"target": "payment", "action": "crash", "point": "before_lunch"},
+     "scenario.faults[0].point", "a participant has no crash point 'before_lunch'; its "
+                                 "points: after_commit_before_reply"),
+    ({"target": "shop", "action": "crash", "point": "after_commit"},
+     "scenario.faults[0].point", "its points: none"),
+    ({"target": "payment", "action": "slow", "value": 2, "point": "after_commit_before_reply"},
+     "scenario.faults[0].point", "only 'crash' takes a point"),
+    ({"target": "payment", "action": "crash", "down_s": 2},
+     "scenario.faults[0].down_s", "only a crash at a point takes down_s"),
+    ({"target": "payment", "action": "crash", "point": "after_commit_before_reply",
+      "down_s": 0}, "scenario.faults[0].down_s", "must be > 0"),
+])
+def test_a_bad_crash_point_names_the_field(fault, field, message):
+    error = refused(flow_doc(at_s=1, **fault))
+    assert error.field == field
+    assert message in error.message
+
+
+def test_an_orchestrator_step_needs_an_edge_to_its_participant():
+    document = flow_doc()
+    document["nodes"][1]["params"]["steps"] = ["payment.charge", "shipping.schedule"]
+    error = refused(document)
+    assert error.field == "nodes[1].params.steps[1]"
+    assert "no edge from this node to 'shipping'" in error.message
+
+
+@pytest.mark.parametrize(("params", "field", "message"), [
+    ({"steps": ["payment"]}, "steps[0]", "'payment' is not participant.action"),
+    ({"steps": ["payment.charge/inventory.refund"]}, "steps[0]",
+     "a compensation runs on its step's participant"),
+    ({"steps": []}, "steps", "needs at least one step"),
+    ({"pivot": "shipping.schedule"}, "pivot", "is not one of the steps"),
+])
+def test_orchestrator_steps_are_checked(params, field, message):
+    document = flow_doc()
+    document["nodes"][1]["params"].update(params)
+    error = refused(document)
+    assert error.field == f"nodes[1].params.{field}"
+    assert message in error.message

@@ -27,11 +27,11 @@ BUSINESS = "business"
 class Request:
     """One client request (or one published message) as it travels through the topology."""
 
-    __slots__ = ("client", "created", "deadline", "headers", "id", "key", "op", "size")
+    __slots__ = ("client", "created", "deadline", "flow", "headers", "id", "key", "op", "size")
 
     def __init__(self, rid: int, created: float, key: str | None = None, op: str = "read",
                  deadline: float | None = None, size: int = 1024, client: str = "",
-                 headers: dict[str, Any] | None = None) -> None:
+                 headers: dict[str, Any] | None = None, flow: str | None = None) -> None:
         self.id = rid
         self.key = key
         self.op = op
@@ -41,6 +41,8 @@ class Request:
         self.size = size
         self.client = client
         self.headers = headers
+        # The business process (workflow, saga) the message belongs to, if any.
+        self.flow = flow
 
 
 class Reply:

@@ -47,6 +47,7 @@ class Edge:
         "drop_rate",
         "dropped",
         "dst",
+        "fault_layers",
         "held",
         "holds",
         "id",
@@ -87,6 +88,8 @@ class Edge:
         self.deadline_propagation: bool = params["deadline_propagation"]
         self.sent = 0
         self.dropped = 0
+        # Faults in force per action, so overlapping ones revert correctly (engine.faults).
+        self.fault_layers: dict[str, tuple[Any, list[list[Any]]]] = {}
         self.timeouts = 0
         self.late_replies = 0
         # Replies the caller received in time, and the longest any caller waited on one
@@ -301,9 +304,20 @@ class Network:
             return call
         delay = edge.latency()
         if trace.full:
-            trace.emit({"t": self.kernel.now, "k": "msg.send", "id": call.mid, "e": edge.id,
-                        "dir": "req", "req": req.id, "d": round(delay, 3), "size": req.size,
-                        "attempt": attempt})
+            event = {"t": self.kernel.now, "k": "msg.send", "id": call.mid, "e": edge.id,
+                     "dir": "req", "req": req.id, "d": round(delay, 3), "size": req.size,
+                     "attempt": attempt}
+            if req.flow is not None:
+                # A flow's messages say which flow and what they ask (the canvas tells a
+                # compensation from a forward step by it).
+                event["flow"] = req.flow
+                event["op"] = req.op
+                if req.headers and req.headers.get("role") == "undo":
+                    event["undo"] = True
+            if req.headers and "msg_id" in req.headers:
+                # A message's producer-assigned id, the same on every copy and re-send.
+                event["msg_id"] = req.headers["msg_id"]
+            trace.emit(event)
         if delay > 0.0:
             self.kernel.schedule(delay, self._arrive, call)
         else:

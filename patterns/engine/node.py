@@ -85,6 +85,9 @@ class Node:
     PAUSABLE: ClassVar[bool] = False
     # Roles a member of a cluster may hold, usable as fault targets (``leader:<cluster>``).
     ROLES: ClassVar[tuple[str, ...]] = ()
+    # Named points where a ``crash`` fault with ``point`` can strike (between a commit and a
+    # publish, say), since a random instant almost never hits such a window.
+    CRASH_POINTS: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, sim: Simulation, node_id: str, params: dict[str, Any]) -> None:
         self.sim = sim
@@ -113,11 +116,20 @@ class Node:
         self._on_disk: dict[str, Any] = {}
         self.cluster: Cluster | None = None
         self._links: dict[str, PeerLink] = {}
+        # Crash points armed by a fault: point -> how long the node stays down (ms).
+        self._armed: dict[str, float] = {}
+        # Faults in force per action, so overlapping ones revert correctly (engine.faults).
+        self.fault_layers: dict[str, tuple[Any, list[list[Any]]]] = {}
 
     @classmethod
     def check_params(cls, params: dict[str, Any]) -> None:
         """Check what a single declaration cannot (one parameter against another); raise
         :class:`patterns.params.ParamError` naming the parameter. Called on validation."""
+
+    @classmethod
+    def check_wiring(cls, params: dict[str, Any], targets: list[str]) -> None:
+        """Check parameters against the node's outgoing edges (``targets``: the ids they
+        lead to, in document order); raise ParamError naming the parameter."""
 
     @property
     def restartable(self) -> bool:
@@ -193,6 +205,30 @@ class Node:
 
     def _life(self, life: str, reason: str) -> None:
         self.emit({"k": "node.life", "node": self.id, "life": life, "reason": reason})
+
+    def arm_crash(self, point: str, down_ms: float) -> None:
+        """A ``crash`` fault with a ``point``: the next time the node reaches ``point`` it
+        crashes there, and recovers ``down_ms`` later."""
+        self._armed[point] = down_ms
+
+    def disarm_crash(self, point: str) -> None:
+        self._armed.pop(point, None)
+
+    def crash_point(self, point: str) -> bool:
+        """Components call this at each point they declare in ``CRASH_POINTS``; True means
+        the node crashed right here and the caller must stop (its memory is gone)."""
+        if not self._armed or point not in self._armed or self.down:
+            return False
+        down_ms = self._armed.pop(point)
+        self.note(f"crashed at {point}; back in {down_ms / 1000.0:g} s")
+        self.crash()
+        self.kernel.schedule(down_ms, self._recover_after_point, self.incarnation)
+        return True
+
+    def _recover_after_point(self, incarnation: int) -> None:
+        # Not if another crash took the node down again meanwhile (its own end recovers it).
+        if incarnation == self.incarnation:
+            self.recover()
 
     def pause(self) -> None:
         """Stop the world: timers freeze, calls and peer messages wait, memory is kept."""

@@ -318,3 +318,64 @@ def test_the_operation_history_records_each_step_as_an_event():
     assert pending.result == "fail"
     with pytest.raises(ValueError):
         history.ok(pending)
+
+
+def test_a_crash_at_a_named_point_strikes_there_once_and_recovers_after_down_s():
+    from patterns.engine.simulation import Simulation
+    from patterns.topology import validate
+
+    doc = validate({"nodes": [
+        {"id": "boss", "kind": "orchestrator", "params": {"steps": ["p.work"]}},
+        {"id": "shop", "kind": "client", "params": {"rate_rps": 50}},
+        {"id": "p", "kind": "participant", "params": {}}],
+        "edges": [{"id": "a", "from": "shop", "to": "boss"},
+                  {"id": "b", "from": "boss", "to": "p"}],
+        "scenario": {"duration_s": 5, "seed": 1, "faults": [
+            {"at_s": 1, "target": "p", "action": "crash",
+             "point": "after_commit_before_reply", "down_s": 0.5}]}})
+    sim = Simulation(doc, trace="full").run()
+    events = sim.trace.drain()
+    downs = [e["t"] for e in events if e["k"] == "node.down" and e["node"] == "p"]
+    ups = [e["t"] for e in events if e["k"] == "node.up" and e["node"] == "p"]
+    commits = [e["t"] for e in sim.records if e["k"] == "tx.commit"]
+    # Once, right at the first commit after 1 s, and back 0.5 s later; nothing committed
+    # while it was down.
+    crash_at = min(t for t in commits if t >= 1000)
+    assert downs == [crash_at] and ups == [pytest.approx(crash_at + 500)]
+    assert not [t for t in commits if crash_at < t < crash_at + 500]
+    assert sim.nodes["p"].down is False
+
+
+def test_overlapping_faults_of_one_action_revert_to_what_is_still_in_force():
+    from patterns.engine.simulation import Simulation
+    from patterns.topology import validate
+
+    doc = validate({"nodes": [{"id": "c", "kind": "client", "params": {}},
+                              {"id": "s", "kind": "service", "params": {}}],
+                    "edges": [{"id": "e", "from": "c", "to": "s"}],
+                    "scenario": {"duration_s": 20, "faults": [
+                        {"at_s": 1, "until_s": 5, "target": "s", "action": "slow", "value": 20},
+                        {"at_s": 2, "until_s": 8, "target": "s", "action": "slow", "value": 50},
+                        {"at_s": 1, "until_s": 9, "target": "s", "action": "error_rate",
+                         "value": 0.5, "error_class": "business"},
+                        {"at_s": 3, "until_s": 4, "target": "s", "action": "error_rate",
+                         "value": 0.1},
+                        {"at_s": 1, "until_s": 6, "target": "e", "action": "drop_rate",
+                         "value": 0.2},
+                        {"at_s": 2, "until_s": 3, "target": "e", "action": "drop_rate",
+                         "value": 0.9}]}})
+    sim = Simulation(doc, trace="off")
+    node, edge = sim.nodes["s"], sim.network.edges["e"]
+    seen = {}
+    for t in (1.5, 2.5, 3.5, 4.5, 5.5, 6.5, 8.5, 9.5):
+        sim.advance(t * 1000)
+        seen[t] = (node.slow, node.fault_error_rate, node.fault_error_class, edge.drop_rate)
+    assert seen[1.5] == (20.0, 0.5, "business", 0.2)
+    assert seen[2.5] == (50.0, 0.5, "business", 0.9)
+    assert seen[3.5] == (50.0, 0.1, "transient", 0.2)
+    # The first slow ends while the second is in force: the second stays.
+    assert seen[4.5] == (50.0, 0.5, "business", 0.2)
+    assert seen[5.5] == (50.0, 0.5, "business", 0.2)
+    assert seen[6.5] == (50.0, 0.5, "business", 0.0)
+    assert seen[8.5] == (1.0, 0.5, "business", 0.0)
+    assert seen[9.5] == (1.0, 0.0, "transient", 0.0)
