@@ -216,7 +216,7 @@ class RaftNode(RaftElector):
         if self.role != LEADER:
             return
         self._replicate()
-        self.heartbeat_timer.start(self.p["heartbeat_ms"])
+        self.heartbeat_timer.start(self.heartbeat_ms)
 
     def _replicate(self) -> None:
         for peer in self.peers:

@@ -7,8 +7,9 @@ while someone holds the lock, or for ``lock_delay_s`` after a lease *expired* (C
 delay); ``renew`` (a keepalive) and ``release`` need the holder's token and fail (410) once
 the lease is gone. The token counter is durable; the leases are in memory, so a crash of
 the service forgets them (every holder silently loses its lock: only fencing notices).
-Recorded for the checks: ``lock.grant`` (worker, token, expires_at in sim ms),
-``lock.renew``, ``lock.expire``, ``lock.release``.
+Recorded for the checks: ``lock.grant`` (node: the service, worker, token, expires_at in
+sim ms), ``lock.renew``, ``lock.expire``, ``lock.release``. Its metric sample names the
+current holder and token of its first lock (the canvas badge) and the last token issued.
 
 ``lock_worker`` loops: acquire (retrying every ``acquire_retry_ms``) → read the counter with
 its token → work ``work_ms`` → write counter + 1 with its token → release → think
@@ -103,7 +104,8 @@ class LockService(Node):
             return
         if req.op == "renew":
             lease.timer.start(self.ttl_ms)
-            self.sim.record({"k": "lock.renew", "lock": lock, "worker": who, "token": token,
+            self.sim.record({"k": "lock.renew", "node": self.id, "lock": lock, "worker": who,
+                             "token": token,
                              "expires_at": round(self.kernel.now
                                                  + self.clock.to_real(self.ttl_ms), 3)})
             call.reply(m.Reply(m.SUCCEEDED, value={"token": token, "ttl_ms": self.ttl_ms}))
@@ -112,7 +114,7 @@ class LockService(Node):
             lease.timer.cancel()
             self._timers.remove(lease.timer)
             del self.leases[lock]
-            self.sim.record({"k": "lock.release", "lock": lock, "worker": who,
+            self.sim.record({"k": "lock.release", "node": self.id, "lock": lock, "worker": who,
                              "token": token})
             call.reply(m.OK)
             return
@@ -125,7 +127,8 @@ class LockService(Node):
         timer = self.timer(lambda: self._expire(lock, token))
         timer.start(self.ttl_ms)
         self.leases[lock] = Lease(who, token, timer)
-        self.sim.record({"k": "lock.grant", "lock": lock, "worker": who, "token": token,
+        self.sim.record({"k": "lock.grant", "node": self.id, "lock": lock, "worker": who,
+                         "token": token,
                          "expires_at": round(self.kernel.now
                                              + self.clock.to_real(self.ttl_ms), 3)})
         return {"token": token, "ttl_ms": self.ttl_ms}
@@ -137,16 +140,23 @@ class LockService(Node):
         del self.leases[lock]
         self._timers.remove(lease.timer)
         self.delay_until[lock] = self.local_now() + float(self.p["lock_delay_s"]) * 1000.0
-        self.sim.record({"k": "lock.expire", "lock": lock, "worker": lease.holder,
-                         "token": token})
+        self.sim.record({"k": "lock.expire", "node": self.id, "lock": lock,
+                         "worker": lease.holder, "token": token})
         self.note(f"{lease.holder}'s lease on {lock} (token {token}) expired")
 
     def on_crash(self) -> None:
         # Leases live in memory: a crash ends them all (their holders are not told).
         for lock, lease in self.leases.items():
-            self.sim.record({"k": "lock.expire", "lock": lock, "worker": lease.holder,
-                             "token": lease.token, "why": "service crashed"})
+            self.sim.record({"k": "lock.expire", "node": self.id, "lock": lock,
+                             "worker": lease.holder, "token": lease.token,
+                             "why": "service crashed"})
         self._timers.clear()
+
+    def sample(self, window_ms: float) -> dict[str, Any]:
+        lease = next(iter(self.leases.values()), None)
+        return {"holder": lease.holder if lease is not None else None,
+                "token": lease.token if lease is not None else None,
+                "revision": self.revision, "paused": self.paused}
 
     def stats(self, duration_ms: float) -> dict[str, Any]:
         return {"processed": self.processed, "utilisation": 0.0, "max_queue": 0,

@@ -77,3 +77,59 @@ def terms_never_decrease(events: Events) -> Verdict:
                                            f"{ev['node']}'s term went from {ev['from']} to "
                                            f"{ev['to']}"))
     return Verdict(True, f"{changes} term changes, all upward")
+
+
+def one_unexpired_lease(events: Events) -> Verdict:
+    """A lease store never grants a key to one holder while another's grant of it is
+    unexpired (``lease.grant`` with ``holder`` and ``expires_at``, None: never)."""
+    current: dict[tuple[str, str], tuple[str, float]] = {}
+    grants = handovers = 0
+    for ev in events:
+        if ev["k"] != "lease.grant":
+            continue
+        grants += 1
+        key = (ev["node"], ev["key"])
+        holder, t = ev["holder"], ev["t"]
+        expires = ev["expires_at"] if ev["expires_at"] is not None else float("inf")
+        earlier = current.get(key)
+        if earlier is not None and earlier[0] != holder:
+            handovers += 1
+            if t < earlier[1]:
+                left = "never expires" if earlier[1] == float("inf") \
+                    else f"expires at {earlier[1] / 1000:.3f} s"
+                return Verdict(False, f"{ev['key']} granted to two holders at once",
+                               _counterexample(t, [earlier[0], holder],
+                                               f"{ev['node']} granted {ev['key']} to {holder} "
+                                               f"(version {ev['version']}) while "
+                                               f"{earlier[0]}'s lease {left}"))
+        current[key] = (holder, expires)
+    return Verdict(True, f"{grants} grants, {handovers} handovers, never two unexpired "
+                   "leases")
+
+
+def lease_failover_within(events: Events, bound_ms: float, end_ms: float) -> Verdict:
+    """After a lease holder crashes (``lease.stepdown`` why ``crashed``), an elector leads
+    again (``lease.leader``; the holder itself, restarted in time, counts) within
+    ``bound_ms``; a run that ends sooner proves nothing."""
+    crashes: list[dict[str, Any]] = []
+    starts: list[dict[str, Any]] = []
+    for ev in events:
+        if ev["k"] == "lease.stepdown" and ev["why"] == "crashed":
+            crashes.append(ev)
+        elif ev["k"] == "lease.leader":
+            starts.append(ev)
+    worst = 0.0
+    for crash in crashes:
+        nxt = next((s for s in starts if s["t"] >= crash["t"]), None)
+        took = (nxt["t"] if nxt is not None else end_ms) - crash["t"]
+        if took > bound_ms and (nxt is not None or end_ms - crash["t"] > bound_ms):
+            who = f"{nxt['node']} took over" if nxt is not None else "nobody took over"
+            return Verdict(False, f"a failover took {took / 1000:.3f} s > "
+                           f"{bound_ms / 1000:g} s",
+                           _counterexample(crash["t"], [crash["node"]],
+                                           f"holder {crash['node']} crashed; {who} "
+                                           f"{took / 1000:.3f} s later (bound "
+                                           f"{bound_ms / 1000:g} s)"))
+        worst = max(worst, took if nxt is not None else 0.0)
+    return Verdict(True, f"{len(crashes)} holder crashes, slowest failover "
+                   f"{worst / 1000:.3f} s ≤ {bound_ms / 1000:g} s")

@@ -38,6 +38,19 @@ def sim_time(page) -> float:
     return float(page.text_content("[data-clock-now]").split()[0])
 
 
+def badge(page, node: str, name: str) -> str | None:
+    """The text of a node's badge (None when it has none)."""
+    el = page.locator(f'[data-node-id="{node}"] [data-badge="{name}"]')
+    return el.get_attribute("data-text") if el.count() else None
+
+
+def commit_indexes(page) -> dict[str, int]:
+    return page.evaluate("""() => Object.fromEntries(
+        [...document.querySelectorAll('[data-node-id] [data-badge=commit]')].map((el) =>
+            [el.closest('[data-node-id]').dataset.nodeId,
+             Number(/^commit (\\d+)/.exec(el.dataset.text)[1])]))""")
+
+
 def test_crash_the_leader_by_clicking_it_and_a_new_leader_takes_over(page):
     page.goto("/p/leader-election")
     page.wait_for_selector('[data-node-id="n5"]')
@@ -212,13 +225,56 @@ def test_consensus_survives_a_leader_crashed_by_clicking_it(page):
         "([old, term]) => [...document.querySelectorAll('[data-node-id][data-role=leader]')]"
         ".some((el) => el.dataset.nodeId !== old && Number(el.dataset.term) > term)",
         arg=[old, old_term], timeout=10_000)
+    new = next(n for n, _ in leaders(page) if n != old)
     page.screenshot(path=SHOTS.format("7-consensus-new-leader"))
+    # Each live member shows its commit index under it; the new leader's keeps rising.
+    page.wait_for_function("(old) => [...document.querySelectorAll('[data-node-id^=n]')]"
+                           ".filter((el) => el.dataset.nodeId !== old && "
+                           "el.querySelector('[data-badge=commit]')).length === 4",
+                           arg=old, timeout=10_000)
+    before = commit_indexes(page)
+    assert before[new] > 0 and all(text.startswith("commit ") for text in
+                                   (badge(page, n, "commit") for n in before))
+    page.wait_for_function(
+        "([node, was]) => Number(/^commit (\\d+)/.exec(document.querySelector("
+        "`[data-node-id=\"${node}\"] [data-badge=commit]`).dataset.text)[1]) > was",
+        arg=[new, before[new]], timeout=10_000)
     page.select_option("[data-speed]", "10")
     page.wait_for_selector('[data-run-controls][data-state="ended"]', timeout=60_000)
     checks = page.locator("[data-checks] [data-check]")
     assert checks.count() >= 5
     assert page.locator('[data-checks] [data-check][data-ok="false"]').count() == 0
     page.screenshot(path=SHOTS.format("8-consensus-checks-green"))
+
+
+def test_the_lock_service_shows_its_holder_and_fencing_token(page):
+    page.goto("/p/distributed-lock")
+    page.wait_for_selector('[data-node-id="locks"]')
+    page.select_option("[data-speed]", "2")
+    page.click('[data-action="run"]')
+    # The service names the holder and its token; that worker holds the same token.
+    page.wait_for_function(
+        """() => {
+            const lock = document.querySelector('[data-node-id=locks] [data-badge=lock]');
+            const m = lock && /^held by (\\w+) · token (\\d+)$/.exec(lock.dataset.text);
+            if (!m) return false;
+            const state = document.querySelector(`[data-node-id="${m[1]}"] [data-badge=state]`);
+            return state && state.dataset.text === `HOLDING(${m[2]})`;
+        }""", timeout=15_000)
+    held = badge(page, "locks", "lock")
+    first = int(held.rsplit(" ", 1)[1])
+    assert first >= 1
+    page.screenshot(path=SHOTS.format("9-lock-holder"))
+    # Tokens only rise as the lock passes from worker to worker.
+    page.wait_for_function(
+        "(first) => { const m = /token (\\d+)$/.exec(document.querySelector("
+        "'[data-node-id=locks] [data-badge=lock]').dataset.text); return m && +m[1] > first; }",
+        arg=first, timeout=15_000)
+    page.select_option("[data-speed]", "10")
+    page.wait_for_selector('[data-run-controls][data-state="ended"]', timeout=60_000)
+    final = badge(page, "locks", "lock")
+    assert final is not None and int(final.rsplit(" ", 1)[1]) > first
+    assert page.errors == []  # type: ignore[attr-defined]
 
 
 def test_a_lock_without_fencing_turns_its_check_red_with_a_counterexample(page):
@@ -233,4 +289,4 @@ def test_a_lock_without_fencing_turns_its_check_red_with_a_counterexample(page):
     failed = page.locator('[data-checks] [data-check="no stale write accepted"]')
     assert failed.get_attribute("data-ok") == "false"
     assert failed.locator("[data-action=counterexample]").count() == 1
-    page.screenshot(path=SHOTS.format("9-lock-unfenced-red"))
+    page.screenshot(path=SHOTS.format("10-lock-unfenced-red"))

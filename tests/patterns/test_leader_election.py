@@ -11,7 +11,7 @@ import pytest
 from patterns import catalog
 from patterns.engine import invariants
 from patterns.run import prepare, simulate
-from tests.helpers import failing_seeds, random_cluster_faults, run
+from tests.helpers import events, failing_seeds, random_cluster_faults, run
 
 SLUG = "leader-election"
 
@@ -169,3 +169,47 @@ def test_the_random_faults_do_make_elections_happen():
     doc["scenario"] = {"duration_s": 20, "seed": 5, "faults": random_faults(5, 20)}
     summary, _ = run(doc)
     assert summary["pattern"]["terms"] >= 3
+
+
+# -- the etcd timer preset and the vote fsync ---------------------------------------------------
+def crash_failovers(doc: dict[str, Any], crashes: int, every_s: float,
+                    down_s: float) -> tuple[list[float], dict[str, Any]]:
+    doc["scenario"] = {"duration_s": 2 + every_s * crashes, "seed": 11, "faults": [
+        {"at_s": 2 + every_s * k, "until_s": 2 + every_s * k + down_s,
+         "target": "leader:raft", "action": "crash"} for k in range(crashes)]}
+    summary, sim = run(doc)
+    starts = [e["t"] for e in leaders(sim)]
+    failovers = [min(t for t in starts if t >= ev["t"]) - ev["t"] for ev in sim.records
+                 if ev["k"] == "raft.stepdown" and ev["why"] == "crashed"]
+    return failovers, summary
+
+
+def test_the_etcd_preset_puts_failover_near_one_point_one_seconds():
+    failovers, summary = crash_failovers(canonical(timers="etcd"), 40, 6, 4)
+    assert len(failovers) == 40
+    mean = statistics.fmean(failovers)
+    # T_min + (T_max − T_min)/(s+1) − heartbeat/2 + 5·latency = 1000 + 200 − 50 + 5 = 1155 ms.
+    assert 1050 <= mean <= 1260, mean
+    # The earliest: T_min − one heartbeat (the last one just before the crash) + latencies.
+    assert min(failovers) >= 900 and sum(f <= 2005 for f in failovers) >= 36, failovers
+    assert all(c["ok"] for c in summary["checks"])
+    heartbeats = [e for e in events(canonical(timers="etcd"), duration_s=3)
+                  if e["k"] == "peer.send" and e["type"] == "append"]
+    gaps = {round(b["t"] - a["t"]) for a, b in zip(heartbeats, heartbeats[4:], strict=False)
+            if a["from"] == b["from"]}
+    assert gaps == {100}, "the leader's heartbeat every 100 ms"
+
+
+def test_a_vote_waits_for_its_fsync_and_failover_grows_by_about_one_fsync():
+    stream = events(canonical(vote_fsync_ms=20.0), duration_s=1)
+    grants = [e for e in stream if e["k"] == "vote.grant" and e["node"] != e["candidate"]]
+    assert grants
+    for grant in grants:
+        answer = next(e for e in stream if e["k"] == "peer.send" and e["type"] == "vote.resp"
+                      and e["from"] == grant["node"] and e["to"] == grant["candidate"]
+                      and e["t"] >= grant["t"])
+        assert answer["t"] - grant["t"] == pytest.approx(20.0)
+    base, _ = crash_failovers(canonical(), 40, 2, 0.8)
+    synced, summary = crash_failovers(canonical(vote_fsync_ms=20.0), 40, 2, 0.8)
+    assert 12 <= statistics.fmean(synced) - statistics.fmean(base) <= 30
+    assert all(c["ok"] for c in summary["checks"])
