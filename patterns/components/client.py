@@ -6,8 +6,10 @@ Closed loop (``concurrency`` N): N users each send, wait for the answer, think, 
 again, so a slow system is offered less load.
 
 Each request carries a key drawn from ``keys`` keys (uniform, Zipf with ``key_skew``, or a
-hotspot), and is a read or a write by ``read_ratio``. With ``timeout_ms`` the client gives up
-on a request after that long (outcome ``timed_out``) whatever the edges do.
+hotspot), and is a read or a write by ``read_ratio``; with ``key_seq`` it carries its key's
+sequence number (``headers["seq"]``: 1, 2, 3… per key), so a consumer's order can be
+checked. With ``timeout_ms`` the client gives up on a request after that long (outcome
+``timed_out``) whatever the edges do.
 """
 
 from __future__ import annotations
@@ -77,6 +79,9 @@ class Client(Node):
         Param("payload_bytes", "int", 1024, unit="B", min=0, max=100_000_000),
         Param("start_s", "float", 0.0, unit="s", min=0, max=3600,
               help="When the client starts sending."),
+        Param("key_seq", "bool", False,
+              help="Number each key's requests 1, 2, 3… in the header seq (to check "
+                   "per-key order downstream)."),
     )
 
     def __init__(self, sim: Any, node_id: str, params: dict[str, Any]) -> None:
@@ -92,6 +97,7 @@ class Client(Node):
         # The next open-loop arrival, so the chain is never doubled (nor lost) when the
         # rate drops to 0 and comes back.
         self._next_arrival: Entry | None = None
+        self._key_seqs: dict[str, int] = {}
 
     def start(self) -> None:
         self._cum_weights = list(itertools.accumulate(e.weight for e in self.out_edges))
@@ -172,6 +178,10 @@ class Client(Node):
         op = "read" if p["read_ratio"] >= 1.0 or self.rng.random() < p["read_ratio"] else "write"
         timeout = p["timeout_ms"]
         req = self.sim.new_request(self.id, self._key(), op, timeout, p["payload_bytes"])
+        if p["key_seq"]:
+            key = req.key or ""
+            seq = self._key_seqs[key] = self._key_seqs.get(key, 0) + 1
+            req.headers = {"seq": seq}
         self.sent += 1
         self.in_flight += 1
         if timeout is None and user is None:

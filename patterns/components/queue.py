@@ -5,7 +5,8 @@ the producer never waits for the work; a full queue rejects (503). The queue kee
 ``consumers`` deliveries in flight towards its outgoing edges (round robin over them).
 A delivery that succeeds is acknowledged and the message is gone; one that fails, or is not
 answered within ``visibility_timeout_ms``, returns to the back of the queue and is received
-again, up to ``max_receives`` times, after which it is dead-lettered. Every message
+again, up to ``max_receives`` times, after which it is dead-lettered. A queue created at
+``start_s`` fails what is sent to it before then (it does not exist yet). Every message
 therefore ends in one fate: delivered, dead-lettered, rejected, dropped by a crash, or still
 queued. The pushing, acks and redelivery are :class:`~patterns.components.delivery.Subscription`'s,
 shared with the topic.
@@ -24,6 +25,8 @@ from patterns.params import Param
 
 __all__ = ["Delivery", "Queue"]
 
+NO_SUCH_QUEUE = m.Reply(m.FAILED, error=m.BUSINESS, status=404, reason="no such queue yet")
+
 
 @register_kind
 class Queue(Node):
@@ -39,6 +42,12 @@ class Queue(Node):
               help="An unanswered delivery is visible again after this long (SQS: 30 s)."),
         Param("max_receives", "int", 5, min=1, max=1000,
               help="Receives before a message is dead-lettered."),
+        Param("start_s", "float", 0.0, unit="s", min=0, max=86_400,
+              help="When the queue is created; before that a message sent to it fails "
+                   "(404), so it holds nothing from before."),
+        Param("redelivery_delay_ms", "float", 0.0, unit="ms", min=0, max=43_200_000,
+              help="A failed or refused delivery is received again after this long "
+                   "(0 = at once: a consumer that is down then burns a receive per push)."),
     )
 
     def __init__(self, sim: Any, node_id: str, params: dict[str, Any]) -> None:
@@ -47,7 +56,9 @@ class Queue(Node):
             self, self._next_consumer, capacity=params["capacity"],
             max_in_flight=params["consumers"],
             ack_timeout_ms=params["visibility_timeout_ms"],
-            max_deliveries=params["max_receives"])
+            max_deliveries=params["max_receives"],
+            backoff_ms=params["redelivery_delay_ms"],
+            backoff_max_ms=params["redelivery_delay_ms"])
         self.accepted = 0
         self.rejected = 0
         self._next_edge = 0
@@ -65,7 +76,10 @@ class Queue(Node):
         self.p[name] = value
         settings = {"capacity": "capacity", "consumers": "max_in_flight",
                     "visibility_timeout_ms": "ack_timeout_ms", "max_receives": "max_deliveries"}
-        setattr(self.messages, settings[name], value)
+        if name in settings:
+            setattr(self.messages, settings[name], value)
+        elif name == "redelivery_delay_ms":
+            self.messages.backoff_ms = self.messages.backoff_max_ms = value
 
     def _next_consumer(self) -> Edge | None:
         edges = self.out_edges
@@ -77,6 +91,9 @@ class Queue(Node):
 
     def receive(self, call: Call) -> None:
         if self.refuse_if_unavailable(call):
+            return
+        if self.kernel.now < self.p["start_s"] * 1000.0:
+            call.reply(NO_SUCH_QUEUE)
             return
         if not self.messages.offer(call.req):
             self.rejected += 1
