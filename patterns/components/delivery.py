@@ -129,6 +129,7 @@ class Subscription:
         self.max_unacked = 0
         # Publish → ack, for messages delivered.
         self.latency = LatencyRecorder()
+        owner.sim.ledger.holder(f"{owner.id}/{name or 'messages'}", self._held)
 
     # -- state ---------------------------------------------------------------------------------
     @property
@@ -161,6 +162,7 @@ class Subscription:
             oldest = self.queue[0] if self.queue else next(iter(self.holding))
             self._withdraw(oldest)
             oldest.fate = OVERFLOWED
+            self._settle_ledger(oldest, "dropped")
             self.overflowed += 1
         self.stored += 1
         self.queue.append(Delivery(req, self.kernel.now, self.epoch))
@@ -265,6 +267,7 @@ class Subscription:
             delivery.fate = DEAD_LETTERED
             self.dead_lettered += 1
             self._emit("msg.dead", delivery)
+            self._settle_ledger(delivery, DEAD_LETTERED)
             return
         self.redelivered += 1
         wait = self.backoff(delivery.receives)
@@ -294,6 +297,18 @@ class Subscription:
             self.queue.appendleft(delivery)
         else:
             self.queue.append(delivery)
+
+    def _settle_ledger(self, delivery: Delivery, fate: str) -> None:
+        """Tell the run's message ledger how a producer's message (one with a ``msg_id``)
+        ended here, when not delivered."""
+        headers = delivery.req.headers
+        if headers and "msg_id" in headers:
+            self.owner.sim.ledger.settle(headers["msg_id"], fate)
+
+    def _held(self) -> list[str]:
+        """The producers' ids of the messages stored here and waiting (for the ledger)."""
+        return [d.req.headers["msg_id"] for d in (*self.queue, *self.holding)
+                if d.req.headers and "msg_id" in d.req.headers]
 
     def _note(self, text: str) -> None:
         # Only a named subscription (a topic's) narrates; a queue's stream stays as it was.
