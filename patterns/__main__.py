@@ -42,6 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     show = sub.add_parser("show", help="a pattern's canonical topology as JSON")
     show.add_argument("slug")
     show.add_argument("--baseline", action="store_true", help="show the baseline instead")
+    show.add_argument("--variant", help="a named variant of the pattern (e.g. lease)")
     run = sub.add_parser("run", help="run a pattern's canonical scenario or a document")
     run.add_argument("source", help="a pattern slug or a topology JSON file")
     run.add_argument("--seed", type=int)
@@ -50,6 +51,7 @@ def _parser() -> argparse.ArgumentParser:
                      metavar="NODE.PARAM=VALUE", help="override a parameter (repeatable)")
     run.add_argument("--baseline", action="store_true",
                      help="run the pattern's baseline (the system without it)")
+    run.add_argument("--variant", help="a named variant of the pattern's canonical scenario")
     run.add_argument("--format", choices=("summary", "jsonl"), default="summary")
     return parser
 
@@ -79,7 +81,8 @@ def _load(source: str) -> str | dict[str, Any]:
 
 def _run(args: argparse.Namespace) -> int:
     document = prepare(_load(args.source), seed=args.seed, duration_s=args.duration,
-                       assignments=args.assignments, baseline=args.baseline)
+                       assignments=args.assignments, baseline=args.baseline,
+                       variant=args.variant)
     out = sys.stdout.buffer
     if args.format == "summary":
         sim = simulate(document, trace="off").run()
@@ -116,11 +119,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "list":
             for pattern in catalog.PATTERNS.values():
-                print(f"{pattern.SLUG}\t{pattern.CATEGORY}\t{pattern.NAME}")
+                variants = ", ".join(sorted(pattern.variants()))
+                print(f"{pattern.SLUG}\t{pattern.CATEGORY}\t{pattern.NAME}"
+                      + (f"\tvariants: {variants}" if variants else ""))
             return 0
         if args.command == "show":
             pattern = _pattern(args.slug)
-            document = pattern.canonical()
+            try:
+                document = pattern.document(args.variant)
+            except KeyError as exc:
+                raise TopologyError("--variant", str(exc.args[0])) from None
             if args.baseline:
                 document = pattern.baseline_document(document)
             print(json.dumps(document, indent=2, ensure_ascii=False))

@@ -57,10 +57,16 @@ def apply_assignments(document: dict[str, Any], assignments: Iterable[str]) -> N
 
 def prepare(source: str | dict[str, Any], *, seed: int | None = None,
             duration_s: float | None = None, assignments: Iterable[str] = (),
-            baseline: bool = False) -> dict[str, Any]:
-    """A validated document from a slug or a raw document, with the overrides applied."""
+            baseline: bool = False, variant: str | None = None) -> dict[str, Any]:
+    """A validated document from a slug (its canonical document, or a named variant's) or a
+    raw document, with the overrides applied."""
     if isinstance(source, str):
-        raw = catalog.get(source).canonical()
+        try:
+            raw = catalog.get(source).document(variant)
+        except KeyError as exc:
+            raise TopologyError("--variant", str(exc.args[0])) from None
+    elif variant:
+        raise TopologyError("--variant", "a variant is chosen with a pattern slug, not a file")
     else:
         raw = copy.deepcopy(source)
     if not isinstance(raw, dict):

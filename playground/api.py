@@ -61,7 +61,8 @@ def _body(request: HttpRequest) -> Any:
 def kinds_json() -> dict[str, Any]:
     return {kind: {"label": cls.LABEL or kind, "description": cls.DESCRIPTION,
                    "params": [p.to_json() for p in cls.PARAMS],
-                   "pausable": bool(getattr(cls, "PAUSABLE", False))}
+                   "pausable": bool(getattr(cls, "PAUSABLE", False)),
+                   "crash_points": list(cls.CRASH_POINTS)}
             for kind, cls in sorted(KINDS.items())}
 
 

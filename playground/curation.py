@@ -14,7 +14,8 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-# slug → (title, the card's one-line summary)
+# key → (title, the card's one-line summary); the key is a pattern's slug, or
+# ``slug:variant`` for one of its named variants (patterns.catalog.registry.Pattern.variants).
 Curated = dict[str, tuple[str, str]]
 
 
@@ -31,12 +32,13 @@ def add(apps: Any, curated: Curated, first_order: int) -> None:
     from patterns.topology import TopologyError, validate
 
     Scenario = apps.get_model("playground", "Scenario")
-    for offset, (slug, (title, summary)) in enumerate(curated.items()):
+    for offset, (key, (title, summary)) in enumerate(curated.items()):
+        slug, _, variant = key.partition(":")
         pattern = catalog.PATTERNS.get(slug)
-        if pattern is None:
-            continue  # the pattern is gone: nothing to curate
+        if pattern is None or (variant and variant not in pattern.variants()):
+            continue  # the pattern or its variant is gone: nothing to curate
         try:
-            document = validate(pattern.canonical())
+            document = validate(pattern.document(variant))
         except TopologyError as exc:
             log.warning("curated scenario %s skipped: %s", slug, exc)
             continue
@@ -50,5 +52,5 @@ def add(apps: Any, curated: Curated, first_order: int) -> None:
 
 def remove(apps: Any, curated: Curated) -> None:
     Scenario = apps.get_model("playground", "Scenario")
-    for slug, (title, _summary) in curated.items():
-        Scenario.objects.filter(pattern=slug, title=title).delete()
+    for key, (title, _summary) in curated.items():
+        Scenario.objects.filter(pattern=key.partition(":")[0], title=title).delete()

@@ -24,6 +24,11 @@ def run(source: str | dict[str, Any], *, trace: str = "off", baseline: bool = Fa
     return summarise(sim), sim
 
 
+def failed(summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The summary's failed checks by name (each with its counterexample)."""
+    return {c["name"]: c for c in summary["checks"] if not c["ok"]}
+
+
 def events(source: str | dict[str, Any], **overrides: Any) -> list[dict[str, Any]]:
     """Every event of a full-trace run."""
     doc = prepare(source, **overrides)
@@ -38,7 +43,7 @@ def failing_seeds(canonical: Any, random_faults: Any, seeds: range,
     failing = []
     for seed in seeds:
         doc = canonical()
-        doc["scenario"] = {"duration_s": duration_s, "seed": seed,
+        doc["scenario"] = {**doc["scenario"], "duration_s": duration_s, "seed": seed,
                            "faults": random_faults(seed, duration_s)}
         summary, _ = run(doc)
         bad = [c for c in summary["checks"] if not c["ok"]]

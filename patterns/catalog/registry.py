@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
 
 from patterns.engine.simulation import Simulation
@@ -67,10 +68,29 @@ class Pattern:
     TEACHING_FAULT: ClassVar[str] = ""
     BASELINE: ClassVar[str] = ""
     OBSERVATIONS: ClassVar[tuple[str, ...]] = ()
+    # For a baseline that rewrites the topology: this pattern's node ids → the baseline's, for
+    # the faults that follow a node into the other topology (the same seed, load and faults).
+    BASELINE_NODE_MAP: ClassVar[dict[str, str]] = {}
 
     def canonical(self) -> dict[str, Any]:
         """The canonical topology document, teaching fault included."""
         raise NotImplementedError
+
+    def variants(self) -> dict[str, Callable[[], dict[str, Any]]]:
+        """Other canonical documents of the same pattern by name (a lease-based election,
+        a choreographed saga), each with its own scenario."""
+        return {}
+
+    def document(self, variant: str | None = None) -> dict[str, Any]:
+        """The canonical document, or the named variant's; an unknown name raises KeyError
+        naming those that exist."""
+        if not variant:
+            return self.canonical()
+        builders = self.variants()
+        if variant not in builders:
+            known = ", ".join(sorted(builders)) or "none"
+            raise KeyError(f"{self.SLUG} has no variant {variant!r}; variants: {known}")
+        return builders[variant]()
 
     def baseline(self, document: dict[str, Any]) -> dict[str, Any]:
         """The same system without the pattern: same seed, same load, same faults."""
@@ -94,7 +114,7 @@ class Pattern:
                 "category_name": CATEGORIES[self.CATEGORY], "summary": self.SUMMARY,
                 "problem": self.PROBLEM, "tradeoffs": self.TRADEOFFS,
                 "teaching_fault": self.TEACHING_FAULT, "baseline": self.BASELINE,
-                "observations": list(self.OBSERVATIONS)}
+                "observations": list(self.OBSERVATIONS), "variants": sorted(self.variants())}
 
 
 def register_pattern(cls: P) -> P:

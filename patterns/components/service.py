@@ -272,17 +272,27 @@ def _dependency_failure(reply: m.Reply) -> m.Reply:
                    reason=f"dependency {reply.outcome}")
 
 
+def pool_params(what: str, workers: int, mean_ms: float, work: str) -> tuple[Param, ...]:
+    """The declarations every worker-pool kind shares: its workers, the queue in front of
+    them, and the work time of one ``what`` (a call, a command, a message)."""
+    return (
+        Param("workers", "int", workers, min=1, max=10_000,
+              help=f"{what.capitalize()}s served at once."),
+        Param("queue_capacity", "int", 1000, min=0, max=10_000_000,
+              help=f"{what.capitalize()}s that may wait for a worker; more are rejected "
+                   "with 503."),
+        Param("service_time_ms", "dist", {"dist": "exponential", "mean": mean_ms},
+              unit="ms", max=3_600_000, help=work),
+    )
+
+
 @register_kind
 class Service(WorkerPool):
     KIND = "service"
     LABEL = "Service"
     DESCRIPTION = "Workers serving calls from a FIFO queue; may call downstream services."
     PARAMS = (
-        Param("workers", "int", 4, min=1, max=10_000, help="Calls served at once."),
-        Param("queue_capacity", "int", 1000, min=0, max=10_000_000,
-              help="Calls that may wait for a worker; more are rejected with 503."),
-        Param("service_time_ms", "dist", {"dist": "exponential", "mean": 20.0}, unit="ms",
-              max=3_600_000, help="Work time of one call on one worker."),
+        *pool_params("call", 4, 20.0, "Work time of one call on one worker."),
         Param("error_rate", "float", 0.0, min=0, max=1,
               help="Share of calls that fail with a transient error."),
         Param("fanout", "choice", "sequential", choices=FANOUTS,

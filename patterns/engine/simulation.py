@@ -17,8 +17,10 @@ from typing import Any
 from patterns.engine import distributions, faults
 from patterns.engine import messages as m
 from patterns.engine.cluster import Cluster
+from patterns.engine.flows import Flows
 from patterns.engine.history import History
 from patterns.engine.kernel import Kernel
+from patterns.engine.ledger import MessageLedger
 from patterns.engine.metrics import LatencyRecorder, Window, quantile_sorted
 from patterns.engine.network import Edge, Network
 from patterns.engine.node import Node, kind_class
@@ -63,6 +65,8 @@ class Simulation:
         # and the operation history.
         self.records: list[dict[str, Any]] = []
         self.history = History(self)
+        self.flows = Flows(self)
+        self.ledger = MessageLedger(self)
 
         self.nodes: dict[str, Node] = {}
         for spec in document["nodes"]:
@@ -265,5 +269,6 @@ class Simulation:
             "seed": self.seed,
             "nodes": {nid: node.summary(self.duration_ms) for nid, node in self.nodes.items()},
             "faults": self.faults_applied,
+            **({"flows": self.flows.summary()} if self.flows.started else {}),
             "pattern": self._figures(self) if self._figures else {},
         }

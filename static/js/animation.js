@@ -20,6 +20,7 @@ export const COLORS = {
   timeout: "#f59e0b",
   peer: "#64748b",
   vote: "#0d9488",
+  undo: "#f97316",
 };
 
 /** The overlay's key for a peer link (both directions share it) and whether a message
@@ -79,11 +80,12 @@ export class Dots {
       let lane = this.lanes.get(key);
       if (!lane) this.lanes.set(key, (lane = {busy: 0, last: -Infinity}));
       const dur = Math.max(ev.d || 0, MIN_WALL_MS * speed);
+      // A compensation (a saga undoing a step) has its own colour.
       const color = ev.dir === "rep" ? (ev.ok === false ? COLORS.err : COLORS.ok)
-        : (ev.attempt > 1 ? COLORS.retry : COLORS.req);
+        : ev.undo ? COLORS.undo : (ev.attempt > 1 ? COLORS.retry : COLORS.req);
       // Sample evenly in time: a busy lane gets at most MAX_PER_LANE dots per travel time.
-      // Errors and retries are always drawn: they are what people look for.
-      const rare = color === COLORS.err || color === COLORS.retry;
+      // Errors, retries and compensations are always drawn: they are what people look for.
+      const rare = color === COLORS.err || color === COLORS.retry || color === COLORS.undo;
       if (!rare && (lane.busy >= MAX_PER_LANE || ev.t - lane.last < dur / MAX_PER_LANE)) return;
       if (this.dots.length >= MAX_DOTS) return;
       this.drawn += 1;

@@ -10,7 +10,7 @@ const MAX_ZOOM = 3;
 const DRAG_THRESHOLD = 3;
 
 const MONOGRAM = {client: "C", service: "S", database: "DB", queue: "Q", topic: "T",
-                  load_balancer: "LB", circuit_breaker: "CB", cache: "$"};
+                  load_balancer: "LB", circuit_breaker: "CB", cache: "$", lease_store: "LS"};
 
 export function monogram(kind) {
   return MONOGRAM[kind] || kind.slice(0, 2).toUpperCase();

@@ -5,6 +5,7 @@ const STATE_TONES = {
   OPEN: "danger", HALF_OPEN: "warn", CLOSED: "ok", DOWN: "danger", leader: "accent",
   candidate: "warn", follower: "muted", READY: "ok", RECOVERING: "warn",
   "pre-candidate": "warn", PAUSED: "muted",
+  STABLE: "ok", PREPARING_REBALANCE: "warn", COMPLETING_REBALANCE: "warn", EMPTY: "muted",
 };
 const ROLES = new Set(["leader", "candidate", "follower", "pre-candidate"]);
 const FAULT_WORDS = {
@@ -39,7 +40,8 @@ export class LiveState {
   _node(id) {
     let n = this.nodes.get(id);
     if (!n) {
-      n = {state: null, down: false, faults: [], metric: null, term: null, paused: false, life: null};
+      n = {state: null, down: false, faults: [], metric: null, term: null, paused: false, life: null,
+           flowsAt: null};
       this.nodes.set(id, n);
     }
     return n;
@@ -73,7 +75,8 @@ export class LiveState {
         this._metric(ev);
         return null;
       case "node.state": {
-        this._node(ev.node).state = ev.to;
+        // A group coordinator (an event log) says which group changed state.
+        this._node(ev.node).state = ev.group ? `${ev.group}: ${ev.to}` : ev.to;
         const term = /\bterm (\d+)/.exec(ev.reason || "");
         if (ROLES.has(ev.to) && term && ev.to !== "pre-candidate") this._node(ev.node).term = Number(term[1]);
         this.dirty = true;
@@ -87,6 +90,16 @@ export class LiveState {
         this._node(ev.node).term = ev.term;
         this.dirty = true;
         return this._log(ev, "state", ev.node, `leads term ${ev.term} (${ev.votes} votes)`);
+      case "lock.grant":
+      case "lock.release":
+      case "lock.expire": {
+        if (!ev.node) return null;
+        const n = this._node(ev.node);
+        if (ev.k === "lock.grant") n.lock = {holder: ev.worker, token: ev.token};
+        else if (!n.lock || n.lock.token === ev.token) n.lock = {holder: null, token: ev.token};
+        this.dirty = true;
+        return null;
+      }
       case "node.life": {
         const n = this._node(ev.node);
         n.life = ev.life;
@@ -161,6 +174,22 @@ export class LiveState {
       if (ev.role) n.state = ev.role;
       if (typeof ev.term === "number") n.term = ev.term;
       if (typeof ev.paused === "boolean") n.paused = ev.paused;
+      // Every member's commit index and log length as sampled at the same instant, so they
+      // compare (the leader's live events would run ahead of the followers' samples).
+      if (typeof ev.commit_index === "number") {
+        n.commit = ev.commit_index;
+        n.logLength = typeof ev.log === "number" ? ev.log : null;
+      }
+      // A lock service names its holder and token; a lease elector's version stands for a term.
+      if ("revision" in ev) n.lock = {holder: ev.holder ?? null, token: ev.token ?? ev.revision};
+      if (typeof ev.lease_version === "number") {
+        n.term = ev.lease_version;
+        n.termWord = "lease v";
+      }
+      // An orchestrator says where its open flows are: [at the step, undoing it] per participant.
+      if (ev.at && typeof ev.at === "object") {
+        for (const [pid, counts] of Object.entries(ev.at)) this._node(pid).flowsAt = counts;
+      }
     }
     this.dirty = true;
   }
@@ -181,18 +210,62 @@ export class LiveState {
     if (n.down) pills.push({name: "down", text: "DOWN", tone: "danger"});
     else if (n.paused) pills.push({name: "paused", text: "PAUSED", tone: "muted"});
     else if (n.state && ROLES.has(n.state) && n.term != null) {
-      pills.push({name: "role", role: n.state, term: n.term, text: `${n.state} · term ${n.term}`,
+      pills.push({name: "role", role: n.state, term: n.term, text: `${n.state} · ${n.termWord || "term "}${n.term}`,
                   tone: STATE_TONES[n.state] || "muted"});
-    } else if (n.state) pills.push({name: "state", text: n.state, tone: STATE_TONES[n.state] || "muted"});
+    } else if (n.state) {
+      pills.push({name: "state", text: n.state,
+                  tone: STATE_TONES[n.state] || STATE_TONES[String(n.state).split(": ").pop()] || "muted"});
+    }
     if (!n.down && n.life === "RECOVERING") pills.push({name: "life", text: "RECOVERING", tone: "warn", place: "bottom"});
+    if (n.lock && !n.down) {
+      pills.push(n.lock.holder
+        ? {name: "lock", text: `held by ${n.lock.holder} · token ${n.lock.token}`, tone: "accent",
+           holder: n.lock.holder, token: n.lock.token}
+        : {name: "lock", text: `free · last token ${n.lock.token || 0}`, tone: "muted", holder: null,
+           token: n.lock.token || 0});
+    }
+    if (typeof n.commit === "number" && !n.down) {
+      const log = n.logLength != null && n.logLength !== n.commit ? ` · log ${n.logLength}` : "";
+      pills.push({name: "commit", text: `commit ${n.commit}${log}`, tone: "muted", place: "bottom",
+                  commit: n.commit});
+    }
     for (const f of n.faults.slice(-1)) {
       if (f.action !== "crash" && f.action !== "pause") pills.push({name: "fault", text: describeFault(f), tone: "warn"});
     }
     if (typeof m.q === "number" && m.q > 0) {
       pills.push({name: "queue", text: `queue ${m.q}`, tone: m.q >= 100 ? "danger" : m.q >= 10 ? "warn" : "muted", place: "bottom"});
     }
+    if (n.flowsAt && (n.flowsAt[0] || n.flowsAt[1])) {
+      const [at, undoing] = n.flowsAt;
+      const text = [at ? `${at} at this step` : "", undoing ? `${undoing} undoing` : ""].filter(Boolean).join(" · ");
+      pills.push({name: "flows", text, tone: undoing ? "warn" : "muted", place: "bottom"});
+    }
+    if (typeof m.open === "number") {
+      pills.push({name: "open", text: `${m.open} open`, tone: "muted", place: "bottom"});
+    }
+    if (typeof m.backlog === "number" && (m.backlog > 0 || m.lag_ms > 0)) {
+      // Events waiting: an outbox for its relay (with how long the oldest has waited), or
+      // a reactor's events on the log.
+      const lag = typeof m.lag_ms === "number" ? ` · lag ${m.lag_ms >= 1000 ? `${(m.lag_ms / 1000).toFixed(1)} s` : `${Math.round(m.lag_ms)} ms`}` : "";
+      pills.push({name: "backlog", text: `backlog ${m.backlog}${lag}`,
+                  tone: m.backlog >= 100 ? "danger" : m.backlog >= 10 ? "warn" : "muted", place: "bottom"});
+    }
     if (typeof m.hit_ratio === "number") {
       pills.push({name: "hits", text: `hits ${Math.round(m.hit_ratio * 100)}%`, tone: "muted", place: "bottom"});
+    }
+    // An event log: each group's lag (log end − committed offset), its worst partition named.
+    if (m.lag && typeof m.lag === "object") {
+      for (const [group, lags] of Object.entries(m.lag)) {
+        const top = Math.max(0, ...lags);
+        pills.push({name: "lag", group, lags, text: `${group} lag ${top} (p${lags.indexOf(top)})`,
+                    tone: lagTone(top), place: "bottom"});
+      }
+    }
+    // A log consumer: how far behind the log's end each partition it owns is.
+    if (m.plag && typeof m.plag === "object" && Object.keys(m.plag).length) {
+      const lags = Object.entries(m.plag);
+      pills.push({name: "plag", text: `lag ${lags.map(([p, v]) => `${p} ${v}`).join(" · ")}`,
+                  tone: lagTone(Math.max(...lags.map(([, v]) => v))), place: "bottom"});
     }
     return {down: n.down, paused: n.paused && !n.down, fault: n.faults.length > 0, util: typeof m.util === "number" ? m.util : null,
             sub: subline(m), pills};
@@ -236,6 +309,10 @@ LiveState.prototype.linkCut = function linkCut(a, b) {
   }
   return null;
 };
+
+function lagTone(lag) {
+  return lag >= 1000 ? "danger" : lag >= 300 ? "warn" : "muted";
+}
 
 function subline(m) {
   if (!m || !m.node) return "";

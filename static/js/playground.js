@@ -83,6 +83,9 @@ async function start() {
     editor.render();
     const clustered = model.doc.nodes.some((n) => n.params?.cluster);
     for (const el of document.querySelectorAll("[data-legend-peer]")) el.hidden = !clustered;
+    // Compensations have their own colour where a saga orchestrator can send them.
+    const compensating = model.doc.nodes.some((n) => n.kind === "saga_orchestrator" || n.params?.compensate);
+    for (const el of document.querySelectorAll("[data-legend-undo]")) el.hidden = !compensating;
     if (reason === "load") {
       editor.fit();
       inspector.show(null);
@@ -515,6 +518,17 @@ function openContextMenu(nodeId, clientX, clientY) {
       const item = h("button", {type: "button", "data-fault": name}, label);
       item.addEventListener("click", () => {
         inject({target: nodeId, ...fault}, label, seconds);
+        closeContextMenu();
+      });
+      menu.append(h("li", {}, item));
+    }
+    // Points the kind declares where a crash does the most harm (between a commit and what
+    // must follow it): armed now, it strikes the next time the node gets there.
+    for (const point of kind.crash_points || []) {
+      const label = `Crash at ${point.replaceAll("_", " ")} (next time, down 2 s)`;
+      const item = h("button", {type: "button", "data-fault": "crash-point", "data-point": point}, label);
+      item.addEventListener("click", () => {
+        inject({target: nodeId, action: "crash", point, down_s: 2}, label, 30);
         closeContextMenu();
       });
       menu.append(h("li", {}, item));

@@ -55,7 +55,17 @@ def test_list_names_every_registered_pattern():
     lines = ok("list").splitlines()
     assert [line.split("\t")[0] for line in lines] == list(catalog.PATTERNS)
     for line, pattern in zip(lines, catalog.PATTERNS.values(), strict=True):
-        assert line == f"{pattern.SLUG}\t{pattern.CATEGORY}\t{pattern.NAME}"
+        variants = sorted(pattern.variants())
+        assert line == f"{pattern.SLUG}\t{pattern.CATEGORY}\t{pattern.NAME}" + (
+            f"\tvariants: {', '.join(variants)}" if variants else "")
+
+
+def test_a_named_variant_is_shown_and_run():
+    document = json.loads(ok("show", "leader-election", "--variant", "lease"))
+    assert {n["kind"] for n in document["nodes"]} == {"lease_elector", "lease_store"}
+    result = summary("leader-election", "--variant", "lease", "--duration", "20")
+    assert result["pattern_slug"] == "leader-election"
+    assert "dual_leader_ms" in result["pattern"]
 
 
 def test_show_prints_the_canonical_document_with_its_teaching_fault():
@@ -231,6 +241,9 @@ def test_bad_input_is_one_line_on_stderr_naming_the_field(tmp_path):
     (["show", "no-such-pattern"], f"slug: unknown pattern 'no-such-pattern'; available: "
      f"{', '.join(sorted(catalog.PATTERNS))}"),
     (["frobnicate"], "argument command: invalid choice"),
+    (["run", "leader-election", "--variant", "nope"],
+     "--variant: leader-election has no variant 'nope'; variants: lease"),
+    (["show", "saga", "--variant", "nope"], "--variant: saga has no variant 'nope'"),
     ([], "the following arguments are required: command"),
 ])
 def test_bad_commands_are_one_line_too(args, says):

@@ -11,7 +11,7 @@ import pytest
 
 from patterns import catalog
 from patterns.catalog.coordination import distributed_lock as dl
-from tests.helpers import events, run
+from tests.helpers import events, failed, run
 
 SLUG = "distributed-lock"
 
@@ -32,10 +32,6 @@ def canonical(fencing: bool = True, faults: list[dict[str, Any]] | None = None,
     if seed is not None:
         doc["scenario"]["seed"] = seed
     return doc
-
-
-def failed(summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {c["name"]: c for c in summary["checks"] if not c["ok"]}
 
 
 def records(sim: Any, kind: str, **match: Any) -> list[dict[str, Any]]:

@@ -1,0 +1,1 @@
+"""Orchestration and choreography: business processes over several services."""
