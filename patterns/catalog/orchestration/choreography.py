@@ -76,8 +76,9 @@ class Choreography(Pattern):
         "no error; inventory's lag on the log climbs linearly.",
         "Once inventory is back its backlog drains in seconds; the events it processes "
         "again are skipped by its inbox (duplicates ignored).",
-        "The flow monitor flags no order: none is stuck. Inject a business error rate on "
-        "inventory and it flags the skipped ones, which no error counter shows.",
+        "The flow monitor flags the orders waiting on inventory once they have been silent "
+        "10 s (they complete later); inject a business error rate on inventory and it "
+        "flags the skipped ones for good, which no error counter shows.",
     )
 
     def canonical(self) -> dict[str, Any]:
