@@ -35,6 +35,7 @@ from typing import Any, ClassVar
 from patterns.components.log_consumer import LogConsumer
 from patterns.components.publishing import ProducerBuffer
 from patterns.engine import messages as m
+from patterns.engine.clock import LocalTimer
 from patterns.engine.localdb import LocalDatabase
 from patterns.engine.network import Call
 from patterns.engine.node import register_kind
@@ -45,29 +46,50 @@ START = "start"
 
 
 class Rule:
-    __slots__ = ("completes", "emit", "on")
+    """``On>Emit|Refused!Outcome``: on event On, a local transaction, then Emit; when the
+    business refuses (a business error, no stock), the refusal is committed and Refused is
+    emitted instead; ``!`` ends the flow (``!`` alone: COMPLETED; ``!COMPENSATED``…)."""
 
-    def __init__(self, on: str, emit: str | None, completes: bool) -> None:
+    __slots__ = ("emit", "on", "outcome", "refused")
+
+    def __init__(self, on: str, emit: str | None, refused: str | None,
+                 outcome: str | None) -> None:
         self.on = on
         self.emit = emit
-        self.completes = completes
+        self.refused = refused
+        self.outcome = outcome
+
+    @property
+    def carries_flow(self) -> bool:
+        return bool(self.emit or self.refused or self.outcome)
 
 
 def parse_rules(specs: list[str]) -> dict[str, Rule]:
     rules: dict[str, Rule] = {}
     for i, spec in enumerate(specs):
-        on, sep, emit = spec.partition(">")
-        completes = emit.endswith("!")
-        emit = emit.rstrip("!")
-        for part in (on, emit):
+        on, sep, rest = spec.partition(">")
+        rest, bang, outcome = rest.partition("!")
+        emit, _, refused = rest.partition("|")
+        for part in (on, emit, refused, outcome):
             if part and not part.replace("_", "").isalnum():
                 raise ParamError(f"rules[{i}]", f"{part!r} is not an event name")
         if not sep or not on:
             raise ParamError(f"rules[{i}]", f"{spec!r} is not Event>Next (or Event>)")
         if on in rules:
             raise ParamError(f"rules[{i}]", f"a second rule for {on!r}")
-        rules[on] = Rule(on, emit or None, completes)
+        rules[on] = Rule(on, emit or None, refused or None,
+                         (outcome.upper() or "COMPLETED") if bang else None)
     return rules
+
+
+class _Slot:
+    """One worker: the record it works on, and its timer."""
+
+    __slots__ = ("record", "timer")
+
+    def __init__(self) -> None:
+        self.record: tuple[Any, ...] | None = None
+        self.timer: LocalTimer
 
 
 @register_kind
@@ -79,7 +101,9 @@ class Reactor(LogConsumer):
     PARAMS: ClassVar[tuple[Param, ...]] = (
         Param("rules", "list", ["OrderPlaced>PaymentTaken"],
               help="Event>Next per event it reacts to (Event>: no event after; Next!: the "
-                   "flow completes; start>Next: a client's call starts a flow)."),
+                   "flow completes, Next!COMPENSATED: it ends so; Event>Next|Refused: emit "
+                   "Refused when the business refuses; start>Next: a client's call starts "
+                   "a flow)."),
         *(p for p in LogConsumer.PARAMS if p.name != "group"),
         Param("publish", "choice", "outbox", choices=PUBLISH_MODES,
               help="outbox: the next event is committed with the row and relayed; direct: "
@@ -90,10 +114,18 @@ class Reactor(LogConsumer):
               help="Tries of a failing event before it is skipped (Spring Kafka: 10)."),
         Param("redelivery_backoff_ms", "float", 0.0, unit="ms", min=0, max=600_000,
               help="Wait before trying a failed event again (Spring Kafka: 0)."),
+        Param("workers", "int", 4, min=1, max=1000,
+              help="Events worked on at once, at most one per partition (keys stay in "
+                   "order)."),
         Param("poll_interval_ms", "float", 100.0, unit="ms", min=1, max=600_000,
               help="How often the outbox relay looks for events to publish."),
         Param("error_rate", "float", 0.0, min=0, max=1,
               help="Share of events whose handling fails (transiently)."),
+        Param("stock", "int", 0, min=0, max=1_000_000_000,
+              help="Units kept (0 = none): the event named by takes needs one, the event "
+                   "named by returns gives one back."),
+        Param("takes", "str", "", help="The event whose handling takes a unit of stock."),
+        Param("returns", "str", "", help="The event whose handling gives a unit back."),
     )
     CRASH_POINTS = ("after_commit_before_publish",)
     DURABLE = ("db",)
@@ -106,7 +138,8 @@ class Reactor(LogConsumer):
         params = {**params, "group": node_id}
         super().__init__(sim, node_id, params)
         self.rules = parse_rules(params["rules"])
-        self.db = LocalDatabase("rows", "inbox", "outbox", "poison")
+        self.db = LocalDatabase("rows", "inbox", "outbox", "poison", "stock")
+        self.db.tables["stock"]["units"] = {"free": params["stock"]}
         self._outbox_seq = 0
         self.reacted = 0
         self.handled: dict[str, int] = {}  # events of each type handled for good (or skipped)
@@ -117,13 +150,20 @@ class Reactor(LogConsumer):
         self.buffer = ProducerBuffer(self, lambda: self.edge, capacity=100_000,
                                      timeout_ms=5000.0, backoff_ms=200.0)
         self.relay = self.timer(self._relay)
+        self.slots = [_Slot() for _ in range(params["workers"])]
+        for slot in self.slots:
+            slot.timer = self.timer(partial(self._slot_worked, slot))
         sim.ledger.holder(f"{node_id}.outbox", self._unpublished)
 
     def init_state(self) -> None:
         super().init_state()
-        # Memory only: tries of the event in hand, and outbox rows handed to the producer.
+        # Memory only: tries of the events in hand, outbox rows handed to the producer, and
+        # the records being worked on (a slot per worker, a partition at most once).
         self.deliveries: dict[tuple[int, int], int] = {}
         self.queued: dict[int, None] = {}
+        self.busy_parts: dict[int, _Slot] = {}
+        for slot in getattr(self, "slots", ()):
+            slot.record = None
 
     def start(self) -> None:
         super().start()
@@ -153,28 +193,71 @@ class Reactor(LogConsumer):
             return
         flow = f"{self.id}-{call.req.id}"
         self.sim.flows.start(flow, self.id)
-        self._transact(flow, f"{flow}:{START}", rule, None)
+        emit = self._transact(flow, f"{flow}:{START}", rule, None)
         call.reply(m.OK)  # 202: accepted, the flow goes on without the caller
-        self._after_commit(flow, f"{flow}:{START}", rule)
+        self._after_commit(flow, f"{flow}:{START}", emit)
 
     # -- events from the log ---------------------------------------------------------------------
+    # Records are worked on ``workers`` at a time, at most one per partition, so each
+    # partition (and so each key) is still handled in order, as a key-ordered parallel
+    # consumer does; a partition's position moves on only when its record is done. Events
+    # of types it does not react to are passed over at once (a filter on the type header
+    # costs next to nothing).
     def _next_record(self) -> None:
-        # Events of types it does not react to are passed over at once (a filter on the
-        # type header costs next to nothing), not worked on.
-        batch, positions = self.batch, self.positions
-        while batch and (batch[0][5] is None or batch[0][5][1]["event"] not in self.rules):
-            record = batch.popleft()
-            if positions.get(record[0]) == record[1]:
-                self.ledger.processed(self.group, self.id, self.gen, record)
-                positions[record[0]] = record[1] + 1
-        super()._next_record()
+        if self.down:
+            return
+        batch, positions, busy = self.batch, self.positions, self.busy_parts
+        progressed = True
+        while progressed:
+            progressed = False
+            for record in list(batch):
+                p = record[0]
+                if p in busy:
+                    continue
+                if positions.get(p) != record[1]:
+                    if positions.get(p) is None or record[1] < positions[p]:
+                        batch.remove(record)  # of a partition given up, or already passed
+                        progressed = True
+                    continue
+                if record[5] is None or record[5][1]["event"] not in self.rules:
+                    batch.remove(record)
+                    self._done(record)
+                    progressed = True
+                    continue
+                slot = next((s for s in self.slots if s.record is None), None)
+                if slot is None:
+                    break
+                batch.remove(record)
+                busy[p] = slot
+                slot.record = record
+                duration = self._service() * self.slow
+                self.busy_ms += duration
+                slot.timer.start(duration)
+                progressed = True
+        self.current = next((s.record for s in self.slots if s.record is not None), None)
+        if self.current is None and not batch:
+            self._poll()
 
-    def _worked(self) -> None:
-        record = self.current
-        if record is not None and self.serving is None and record[5] is not None \
-                and not self._react(record):
-            return  # tried again later, or the node crashed
-        super()._worked()
+    def _done(self, record: tuple[Any, ...]) -> None:
+        self.processed += 1
+        self.ledger.processed(self.group, self.id, self.gen, record)
+        if record[0] in self.positions:
+            self.positions[record[0]] = record[1] + 1
+
+    def _slot_worked(self, slot: _Slot) -> None:
+        record = slot.record
+        if record is None:
+            return
+        reacted = self._react(record)
+        if self.down:
+            return  # crashed at its point: memory gone
+        if not reacted:
+            slot.timer.start(self.p["redelivery_backoff_ms"] + self._service() * self.slow)
+            return
+        slot.record = None
+        self.busy_parts.pop(record[0], None)
+        self._done(record)
+        self._next_record()
 
     def _react(self, record: tuple[Any, ...]) -> bool:
         """Handle one event; False when it is to be tried again (or the node crashed)."""
@@ -184,7 +267,7 @@ class Reactor(LogConsumer):
         if rule is None or flow is None:
             return True  # not an event this service reacts to
         msg_id = headers["msg_id"]
-        if rule.emit or rule.completes:
+        if rule.carries_flow:
             # The ledger follows each message to the consumer that carries its flow on (a
             # bystander such as a notifier reads it too, without that being a duplicate).
             self.sim.ledger.delivered(msg_id)
@@ -197,6 +280,9 @@ class Reactor(LogConsumer):
         if failure is None and self.fault_error_rate:
             failure = self.injected_failure()
             if failure is not None and failure.error == m.BUSINESS:
+                if rule.refused:
+                    # A refusal the flow knows how to answer: committed and told, not retried.
+                    return self._reacted(record, rule, "declined")
                 txn = self.db.begin()
                 txn.put("poison", msg_id, {"t": self.kernel.now})
                 txn.commit(self.kernel.now)
@@ -206,8 +292,7 @@ class Reactor(LogConsumer):
             tries = self.deliveries[(p, offset)] = self.deliveries.get((p, offset), 0) + 1
             if tries < self.p["max_deliveries"]:
                 self.redeliveries += 1
-                self.work.start(self.p["redelivery_backoff_ms"] + self._service() * self.slow)
-                return False
+                return False  # worked on again after the backoff
             self.skipped += 1
             self.deliveries.pop((p, offset), None)
             self.note(f"skipped {headers['event']} of {flow} after {tries} deliveries")
@@ -216,29 +301,49 @@ class Reactor(LogConsumer):
             self._handled(headers["event"])
             return True
         self.deliveries.pop((p, offset), None)
-        self._transact(flow, msg_id, rule, headers["event"])
-        self._handled(headers["event"])
-        return self._after_commit(flow, msg_id, rule)
+        return self._reacted(record, rule, None)
 
-    def _transact(self, flow: str, msg_id: str, rule: Rule, event: str | None) -> None:
+    def _reacted(self, record: tuple[Any, ...], rule: Rule, refused: str | None) -> bool:
+        flow, headers = record[5]
+        self.deliveries.pop((record[0], record[1]), None)
+        event = self._transact(flow, headers["msg_id"], rule, refused)
+        self._handled(headers["event"])
+        return self._after_commit(flow, headers["msg_id"], event)
+
+    def _transact(self, flow: str, msg_id: str, rule: Rule, refused: str | None) -> str | None:
+        """The local transaction for one event; returns the event it emits, if any."""
         txn = self.db.begin()
-        txn.put("rows", (flow, rule.on), {"state": "done"})
+        stock = txn.get("stock", "units")
+        assert stock is not None
+        if refused is None and self.p["stock"] and rule.on == self.p["takes"]:
+            if stock["free"] <= 0:
+                refused = "out of stock"
+            else:
+                txn.put("stock", "units", {"free": stock["free"] - 1})
+        if refused is None and self.p["stock"] and rule.on == self.p["returns"]:
+            txn.put("stock", "units", {"free": stock["free"] + 1})
+        emit = rule.refused if refused else rule.emit
+        txn.put("rows", (flow, rule.on), {"state": "refused" if refused else "done"})
         if self.p["idempotent"]:
             txn.put("inbox", msg_id, {"t": self.kernel.now})
-        emitted = self._next_id(msg_id, rule)
+        emitted = self._next_id(msg_id, emit)
         if emitted is not None and self.p["publish"] == "outbox":
             self._outbox_seq += 1
             txn.put("outbox", self._outbox_seq, {"msg_id": emitted, "flow": flow,
-                                                 "event": rule.emit, "published": False})
+                                                 "event": emit, "published": False})
         txn.commit(self.kernel.now)
         self.reacted += 1
         if emitted is not None:
             self.sim.ledger.produce(emitted, self.id, committed=True)
-        self.sim.record({"k": "tx.commit", "node": self.id, "flow": flow,
-                         "on": rule.on, "emit": rule.emit, "msg_id": emitted})
-        self.sim.flows.step(flow, self.id, rule.on, "ok")
-        if rule.completes:
-            self.sim.flows.end(flow, self.id, "COMPLETED")
+        event = {"k": "tx.commit", "node": self.id, "flow": flow, "on": rule.on,
+                 "emit": emit, "msg_id": emitted}
+        if refused:
+            event["refused"] = refused
+        self.sim.record(event)
+        self.sim.flows.step(flow, self.id, rule.on, "refused" if refused else "ok")
+        if rule.outcome:
+            self.sim.flows.end(flow, self.id, rule.outcome)
+        return emit
 
     def _handled(self, event: str) -> None:
         self.handled[event] = self.handled.get(event, 0) + 1
@@ -256,18 +361,22 @@ class Reactor(LogConsumer):
     def sample(self, window_ms: float) -> dict[str, Any]:
         return {**super().sample(window_ms), "backlog": self.backlog()}
 
-    def _next_id(self, msg_id: str, rule: Rule) -> str | None:
-        return f"{msg_id}>{rule.emit}" if rule.emit else None
+    def _next_id(self, msg_id: str, emit: str | None) -> str | None:
+        return f"{msg_id}>{emit}" if emit else None
 
-    def _after_commit(self, flow: str, msg_id: str, rule: Rule) -> bool:
+    def _after_commit(self, flow: str, msg_id: str, emit: str | None) -> bool:
         """Publish directly (dual write) if that is the mode; False if the node crashed."""
-        emitted = self._next_id(msg_id, rule)
+        emitted = self._next_id(msg_id, emit)
         if emitted is None or self.p["publish"] != "direct":
             return True  # nothing to send, or the relay will find it in the outbox
         if self.crash_point("after_commit_before_publish"):
             return False
-        self.buffer.append(emitted, flow, headers={"event": rule.emit}, flow=flow)
+        self.buffer.append(emitted, flow, headers={"event": emit}, flow=flow)
         return True
+
+    @property
+    def stock_free(self) -> int:
+        return int(self.db.tables["stock"]["units"]["free"])
 
     # -- the outbox relay ------------------------------------------------------------------------
     def _unpublished(self) -> list[str]:
@@ -301,8 +410,8 @@ class FlowMonitor(LogConsumer):
     DESCRIPTION = ("Reads every event of a log as a group of its own and sends nothing; "
                    "flags a flow that went silent before completing.")
     PARAMS: ClassVar[tuple[Param, ...]] = (
-        Param("complete_on", "str", "ShipmentScheduled",
-              help="The event after which a flow needs nothing more."),
+        Param("complete_on", "list", ["ShipmentScheduled"],
+              help="The events after which a flow needs nothing more."),
         Param("stall_timeout_s", "float", 10.0, unit="s", min=0.1, max=86_400,
               help="A flow silent this long before completing is flagged."),
         *(p for p in LogConsumer.PARAMS if p.name not in ("group", "service_time_ms")),
@@ -335,7 +444,7 @@ class FlowMonitor(LogConsumer):
         if record is not None and self.serving is None and record[5] is not None:
             flow, headers = record[5]
             if flow is not None and flow not in self.flagged:
-                if headers["event"] == self.p["complete_on"]:
+                if headers["event"] in self.p["complete_on"]:
                     self.last_seen.pop(flow, None)
                 else:
                     self.last_seen[flow] = record[4]  # when the event was appended

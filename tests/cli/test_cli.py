@@ -243,7 +243,8 @@ def test_bad_input_is_one_line_on_stderr_naming_the_field(tmp_path):
     (["frobnicate"], "argument command: invalid choice"),
     (["run", "leader-election", "--variant", "nope"],
      "--variant: leader-election has no variant 'nope'; variants: lease"),
-    (["show", "saga", "--variant", "nope"], "--variant: saga has no variant 'nope'"),
+    (["show", "saga", "--variant", "nope"],
+     "--variant: saga has no variant 'nope'; variants: choreography"),
     ([], "the following arguments are required: command"),
 ])
 def test_bad_commands_are_one_line_too(args, says):

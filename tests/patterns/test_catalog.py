@@ -17,6 +17,9 @@ from tests.helpers import run
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden"
 SLUGS = sorted(catalog.PATTERNS)
+# Every pattern's canonical scenario (variant None) and each named variant's.
+SCENARIOS = [(slug, None) for slug in SLUGS] + [
+    (slug, name) for slug in SLUGS for name in sorted(catalog.get(slug).variants())]
 
 
 @pytest.mark.parametrize("slug", SLUGS)
@@ -41,25 +44,26 @@ def test_texts_are_there(slug):
     assert text["observations"]
 
 
-@pytest.mark.parametrize("slug", SLUGS)
-def test_the_pattern_passes_its_own_checks(slug):
-    summary, _ = run(slug)
+@pytest.mark.parametrize(("slug", "variant"), SCENARIOS)
+def test_the_pattern_passes_its_own_checks(slug, variant):
+    summary, _ = run(slug, variant=variant)
     assert summary["checks"], "a pattern evaluates at least one invariant"
     failing = [c for c in summary["checks"] if not c["ok"]]
     assert failing == []
 
 
-def _golden(slug: str, variant: str) -> dict:
-    summary, _ = run(slug, baseline=variant == "baseline")
+def _golden(slug: str, scenario: str | None, variant: str) -> dict:
+    summary, _ = run(slug, variant=scenario, baseline=variant == "baseline")
     # Round-trip through JSON so tuples and floats compare as the file stores them.
     return json.loads(json.dumps(summary))
 
 
 @pytest.mark.parametrize("variant", ["pattern", "baseline"])
-@pytest.mark.parametrize("slug", SLUGS)
-def test_golden_summary(slug, variant):
-    path = GOLDEN / f"{slug}.{variant}.json"
-    summary = _golden(slug, variant)
+@pytest.mark.parametrize(("slug", "scenario"), SCENARIOS)
+def test_golden_summary(slug, scenario, variant):
+    name = f"{slug}.{variant}" if scenario is None else f"{slug}.{scenario}-{variant}"
+    path = GOLDEN / f"{name}.json"
+    summary = _golden(slug, scenario, variant)
     if os.environ.get("PATTERNS_UPDATE_GOLDEN") or not path.exists():
         path.write_text(json.dumps(summary, indent=1, sort_keys=True, ensure_ascii=False) + "\n",
                         encoding="utf-8")

@@ -4,17 +4,12 @@ believe they lead (a pause, a slow clock) and when they do not (a plain partitio
 
 from __future__ import annotations
 
-import json
-import os
 import statistics
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from patterns import catalog
 from patterns.engine import invariants
-from patterns.topology import validate
 from tests.helpers import run
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden"
@@ -73,22 +68,6 @@ def test_the_holder_crash_idles_the_job_for_about_a_lease_and_a_pause_makes_two_
     base, _ = run(catalog.get(SLUG).lease(), baseline=True)
     assert base["pattern"]["leaderless_ms_total"] >= 20_000, "a static primary idles 20 s"
     assert base["pattern"]["lease_grants"] == 0
-
-
-@pytest.mark.parametrize("variant", ["pattern", "baseline"])
-def test_golden_lease_summary(variant):
-    """As tests/patterns/test_catalog.py does for every canonical scenario."""
-    pattern = catalog.get(SLUG)
-    doc = pattern.lease()
-    assert validate(pattern.baseline_document(doc))["scenario"] == validate(doc)["scenario"]
-    summary = json.loads(json.dumps(run(doc, baseline=variant == "baseline")[0]))
-    path = GOLDEN / f"{SLUG}.lease-{variant}.json"
-    if os.environ.get("PATTERNS_UPDATE_GOLDEN") or not path.exists():
-        path.write_text(json.dumps(summary, indent=1, sort_keys=True, ensure_ascii=False) + "\n",
-                        encoding="utf-8")
-        if not os.environ.get("PATTERNS_UPDATE_GOLDEN"):
-            pytest.fail(f"{path.name} did not exist: written now, check it and commit it")
-    assert summary == json.loads(path.read_text(encoding="utf-8"))
 
 
 def test_the_raft_document_keeps_the_raft_checks():

@@ -250,3 +250,68 @@ def test_every_saga_ends_under_300_random_fault_seeds(canonical_doc):
     # 150 seeds each way: 300 in all.
     assert failing_seeds(canonical_doc, random_saga_faults, range(100, 250),
                          duration_s=8) == []
+
+
+# -- the choreographed variant -----------------------------------------------------------------
+def test_the_choreographed_saga_compensates_by_events_and_leaves_none_partial():
+    summary, sim = run(SLUG, variant="choreography")
+    fig = summary["pattern"]
+    assert not any(n.KIND == "saga_orchestrator" for n in sim.nodes.values())
+    assert summary["checks"] and not failed(summary)
+    assert fig["sagas_partial"] == 0 and fig["sagas_open"] == 0
+    assert 180 <= fig["sagas_compensated"] <= 280
+    assert fig["compensations"] == 2 * fig["sagas_compensated"]
+    # Inventory's crash (20–25 s) only delays: its redelivered events are ignored once.
+    assert fig["duplicates_ignored"] > 0 and summary["requests"]["failed"] == 0
+    inventory = sim.nodes["inventory"]
+    assert inventory.p["stock"] - inventory.stock_free == fig["sagas_completed"]
+
+
+def test_the_choreographed_baseline_without_compensating_reactions_leaks_units():
+    summary, _ = run(SLUG, variant="choreography", baseline=True)
+    fig = summary["pattern"]
+    assert fig["compensations"] == 0 and fig["sagas_partial"] >= 150
+    assert fig["leaked_units"] == fig["sagas_partial"]
+    assert {EVERY_SAGA_ENDS, "reserved units match completed sagas"} <= set(failed(summary))
+
+
+def random_choreographed_faults(seed: int, duration_s: float) -> list[dict[str, Any]]:
+    """Declines, slow spells, crashes and pauses of any service, and partitions between a
+    service and the log that hold messages until they heal (TCP retransmits; a lost join
+    reply would leave a consumer waiting its join timeout, 305 s, as in Kafka)."""
+    rng = random.Random(seed)
+    services = ["orders", "inventory", "payment", "shipping"]
+    faults: list[dict[str, Any]] = [
+        {"at_s": 0, "until_s": duration_s, "target": "payment", "action": "error_rate",
+         "value": round(rng.uniform(0.1, 0.5), 2), "error_class": "business"}]
+    for _ in range(rng.randint(2, 5)):
+        at = round(rng.uniform(0.2, duration_s - 0.2), 3)
+        until = round(at + rng.uniform(0.05, 3.0), 3)
+        target = rng.choice(services)
+        what = rng.choice(["crash", "crash", "slow", "partition", "pause"])
+        if what in ("crash", "pause"):
+            faults.append({"at_s": at, "until_s": until, "target": target, "action": what})
+        elif what == "slow":
+            faults.append({"at_s": at, "until_s": until, "target": target, "action": "slow",
+                           "value": round(rng.uniform(2.0, 20.0), 1)})
+        else:
+            faults.append({"at_s": at, "until_s": until, "target": f"{target}-saga_events",
+                           "action": "partition", "mode": "hold"})
+    return sorted(faults, key=lambda f: f["at_s"])
+
+
+def short_choreographed() -> dict[str, Any]:
+    doc = catalog.get(SLUG).document("choreography")
+    doc["scenario"]["drain_s"] = 90
+    return doc
+
+
+def test_every_choreographed_saga_ends_under_random_faults():
+    assert failing_seeds(short_choreographed, random_choreographed_faults, range(1, 11),
+                         duration_s=8) == []
+
+
+@pytest.mark.slow
+def test_every_choreographed_saga_ends_under_100_random_fault_seeds():
+    assert failing_seeds(short_choreographed, random_choreographed_faults, range(100, 200),
+                         duration_s=8) == []

@@ -17,15 +17,24 @@ completed or compensated, and the reserved units match the completed sagas.
 Baseline: the same steps with no compensations and an in-memory coordinator: every
 declined saga leaves its order pending and its unit reserved (``leaked_units``), and the
 sagas in flight at the crash are lost half done.
+
+Variant ``choreography`` (``--variant choreography``): no orchestrator. Each service is an
+event ``reactor`` with its own database, inbox and outbox on one ``event_log``: OrderCreated →
+StockReserved → PaymentAuthorized → ShipmentScheduled, and on a decline PaymentDeclined →
+StockReleased → the order rejected; inventory crashes from 20 s to 25 s. The same checks
+read the services' commits through a map of (service, event) to saga step. Its baseline
+drops the compensating reactions: declined orders stay pending, units held.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from patterns.catalog.orchestration import truth
 from patterns.catalog.registry import Pattern, edge, node, register_pattern, verdict_checks
 from patterns.components.participant import OUT_OF_STOCK, Participant
+from patterns.components.reactor import Reactor
 from patterns.engine.invariants import Verdict
 from patterns.engine.metrics import quantile_sorted
 from patterns.engine.simulation import Simulation
@@ -44,6 +53,31 @@ PARTICIPANTS = (
     ("shipping", "Shipping", {"dist": "exponential", "mean": 10.0}),
 )
 ORCHESTRATOR = "saga"
+STEPS = ["orders.create", "inventory.reserve", "payment.authorize", "shipping.schedule",
+         "orders.approve"]
+PIVOT = "payment.authorize"
+SAGA_LOG = "saga_events"
+# The choreographed variant: each service's reactions, and which saga step each commit does
+# (apply) or undoes (undo) when it is not a refusal.
+REACTIONS = {
+    "orders": ["start>OrderCreated", "ShipmentScheduled>!",
+               "StockReleased>!COMPENSATED", "StockUnavailable>!COMPENSATED"],
+    "inventory": ["OrderCreated>StockReserved|StockUnavailable",
+                  "PaymentDeclined>StockReleased"],
+    "payment": ["StockReserved>PaymentAuthorized|PaymentDeclined"],
+    "shipping": ["PaymentAuthorized>ShipmentScheduled"],
+}
+COMPENSATING = ("PaymentDeclined", "StockReleased", "StockUnavailable")
+STEP_OF: dict[tuple[str, str], tuple[str, str]] = {
+    ("orders", "start"): ("apply", "orders.create"),
+    ("inventory", "OrderCreated"): ("apply", "inventory.reserve"),
+    ("payment", "StockReserved"): ("apply", "payment.authorize"),
+    ("shipping", "PaymentAuthorized"): ("apply", "shipping.schedule"),
+    ("orders", "ShipmentScheduled"): ("apply", "orders.approve"),
+    ("inventory", "PaymentDeclined"): ("undo", "inventory.reserve"),
+    ("orders", "StockReleased"): ("undo", "orders.create"),
+    ("orders", "StockUnavailable"): ("undo", "orders.create"),
+}
 
 
 @register_pattern
@@ -109,7 +143,18 @@ class Saga(Pattern):
             ]},
         }
 
+    def variants(self) -> dict[str, Callable[[], dict[str, Any]]]:
+        return {"choreography": choreographed}
+
     def baseline(self, document: dict[str, Any]) -> dict[str, Any]:
+        if any(item["kind"] == "reactor" for item in document["nodes"]):
+            document["title"] = "No compensating reactions"
+            for item in document["nodes"]:
+                if item["kind"] == "reactor":
+                    item["params"]["rules"] = [
+                        rule for rule in item["params"].get("rules", [])
+                        if rule.split(">", 1)[0] not in COMPENSATING]
+            return document
         document["title"] = "No compensations, in-memory coordinator"
         for item in document["nodes"]:
             if item["kind"] == "saga_orchestrator":
@@ -120,8 +165,9 @@ class Saga(Pattern):
         return saga_figures(sim)
 
     def checks(self, sim: Simulation) -> list[dict[str, Any]]:
-        truths = truth.flows(sim)
-        steps = [s.action for o in truth.orchestrators(sim) for s in o.steps]
+        truths = saga_truths(sim)
+        steps = STEPS if choreographed_run(sim) else \
+            [s.action for o in truth.orchestrators(sim) for s in o.steps]
         return verdict_checks([
             ("every saga ends completed or compensated", truth.every_flow_ends(truths, "saga")),
             ("compensations run last step first", truth.compensations_in_reverse(truths, steps)),
@@ -130,10 +176,69 @@ class Saga(Pattern):
         ])
 
 
+def choreographed(seed: int = 42) -> dict[str, Any]:
+    """The saga as a choreography of reactors on one event log (the variant)."""
+    nodes = [node("shop", "client", 40, 60, "Shop", rate_rps=RATE),
+             node(SAGA_LOG, "event_log", 560, 280, "Saga events", partitions=6)]
+    edges = [edge("shop", "orders", latency_ms=LINK)]
+    services = {pid: (label, service) for pid, label, service in PARTICIPANTS}
+    for i, (pid, rules) in enumerate(REACTIONS.items()):
+        label, service = services[pid]
+        params: dict[str, Any] = {"rules": rules, "service_time_ms": service,
+                                  "auto_offset_reset": "earliest"}
+        if pid == "inventory":
+            params.update(stock=STOCK, takes="OrderCreated", returns="PaymentDeclined")
+        nodes.append(node(pid, "reactor", 250, 60 + 120 * i, label, **params))
+        edges.append(edge(pid, SAGA_LOG, latency_ms=LINK))
+    nodes.append(node("monitor", "flow_monitor", 40, 420, "Flow monitor",
+                      complete_on=["ShipmentScheduled", "StockReleased", "StockUnavailable"],
+                      auto_offset_reset="earliest"))
+    edges.append(edge("monitor", SAGA_LOG, latency_ms=LINK))
+    return {
+        "version": 1,
+        "title": "Choreographed order saga: payment declines 20%, inventory crashes",
+        "pattern": Saga.SLUG,
+        "nodes": nodes,
+        "edges": edges,
+        "scenario": {"duration_s": DURATION_S, "drain_s": DRAIN_S, "seed": seed, "faults": [
+            {"at_s": 0, "until_s": DURATION_S, "target": "payment", "action": "error_rate",
+             "value": DECLINE_RATE, "error_class": "business"},
+            {"at_s": CRASH_FROM_S, "until_s": CRASH_UNTIL_S, "target": "inventory",
+             "action": "crash"},
+        ]},
+    }
+
+
+def choreographed_run(sim: Simulation) -> bool:
+    return any(isinstance(n, Reactor) for n in sim.nodes.values())
+
+
+def saga_truths(sim: Simulation) -> list[truth.FlowTruth]:
+    """Each saga's truth: the participants' commits, or, choreographed, the reactors'
+    commits read through STEP_OF (a refusal commits nothing of its step)."""
+    if not choreographed_run(sim):
+        return truth.flows(sim)
+    by_flow: dict[str, truth.FlowTruth] = {}
+    for event in sim.records:
+        if event["k"] == "flow.start":
+            by_flow[event["flow"]] = truth.FlowTruth(event["flow"], event["t"], event["node"])
+        elif event["k"] == "tx.commit" and "on" in event and event["flow"] in by_flow \
+                and not event.get("refused"):
+            step = STEP_OF.get((event["node"], event["on"]))
+            if step is not None:
+                what, action = step
+                saga = by_flow[event["flow"]]
+                (saga.apply if what == "apply" else saga.undo)(action, event["t"])
+    open_now = {flow for flow in by_flow if flow not in sim.flows.ended} \
+        if sim.now < sim.end_ms else set()
+    truth.classify(by_flow.values(), STEPS, PIVOT, open_now)
+    return list(by_flow.values())
+
+
 def saga_figures(sim: Simulation) -> dict[str, Any]:
-    truths = truth.flows(sim)
+    truths = saga_truths(sim)
     outcomes = truth.counts(truths)
-    participants = [n for n in sim.nodes.values() if isinstance(n, Participant)]
+    participants = [n for n in sim.nodes.values() if isinstance(n, (Participant, Reactor))]
     # Units out of stock that no completed saga accounts for (read from the stock itself).
     completed = sum(1 for t in truths if t.outcome == truth.COMPLETED)
     held = sum(max(0, p.p["stock"] - p.stock_free - completed) for p in stock_holders(sim))
@@ -173,8 +278,9 @@ def dirty_rejections(sim: Simulation, truths: list[truth.FlowTruth]) -> int:
     return count
 
 
-def stock_holders(sim: Simulation) -> list[Participant]:
-    return [n for n in sim.nodes.values() if isinstance(n, Participant) and n.p["stock"]]
+def stock_holders(sim: Simulation) -> list[Participant | Reactor]:
+    return [n for n in sim.nodes.values()
+            if isinstance(n, (Participant, Reactor)) and n.p.get("stock")]
 
 
 def units_match_completed(sim: Simulation, truths: list[truth.FlowTruth]) -> Verdict:

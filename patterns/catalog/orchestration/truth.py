@@ -43,31 +43,37 @@ class FlowTruth:
     undo_repeats: dict[str, int] = field(default_factory=dict)
     outcome: str = PARTIAL
 
+    def apply(self, step: str, t: float) -> None:
+        if step in self.applied:
+            self.repeats[step] = self.repeats.get(step, 1) + 1
+        else:
+            self.applied[step] = t
+
+    def undo(self, step: str, t: float) -> None:
+        if step in self.undone:
+            self.undo_repeats[step] = self.undo_repeats.get(step, 1) + 1
+        else:
+            self.undone[step] = t
+
 
 def orchestrators(sim: Simulation) -> list[Orchestrator]:
     return [n for n in sim.nodes.values() if isinstance(n, Orchestrator)]
 
 
 def flows(sim: Simulation, records: Iterable[dict[str, Any]] | None = None) -> list[FlowTruth]:
-    """Every flow that started, classified as the module docstring says."""
+    """Every flow an orchestrator started, classified as the module docstring says."""
     by_flow: dict[str, FlowTruth] = {}
     for event in sim.records if records is None else records:
         kind = event["k"]
         if kind == "flow.start":
             by_flow[event["flow"]] = FlowTruth(event["flow"], event["t"], event["node"])
-        elif kind == "tx.commit" and event.get("flow") in by_flow:
+        elif kind == "tx.commit" and event.get("flow") in by_flow and "effect" in event:
             truth = by_flow[event["flow"]]
             effect, step = event["effect"], event["of"]
             if effect == APPLIED:
-                if step in truth.applied:
-                    truth.repeats[step] = truth.repeats.get(step, 1) + 1
-                else:
-                    truth.applied[step] = event["t"]
+                truth.apply(step, event["t"])
             elif effect == UNDONE:
-                if step in truth.undone:
-                    truth.undo_repeats[step] = truth.undo_repeats.get(step, 1) + 1
-                else:
-                    truth.undone[step] = event["t"]
+                truth.undo(step, event["t"])
             elif effect == NOOP:
                 truth.noops += 1
     holders = orchestrators(sim)
@@ -75,19 +81,23 @@ def flows(sim: Simulation, records: Iterable[dict[str, Any]] | None = None) -> l
     for o in holders:
         steps = [s.action for s in o.steps]
         pivot = o.steps[o.pivot].action if o.pivot is not None else None
-        for truth in by_flow.values():
-            if truth.node != o.id:
-                continue
-            live = [a for a in truth.applied if a not in truth.undone]
-            if truth.flow in open_now:
-                truth.outcome = OPEN  # its orchestrator is still working on it
-            elif len(truth.applied) == len(steps) and not truth.undone:
-                truth.outcome = COMPLETED
-            elif not live and pivot not in truth.applied:
-                truth.outcome = COMPENSATED
-            else:
-                truth.outcome = PARTIAL
+        classify([t for t in by_flow.values() if t.node == o.id], steps, pivot, open_now)
     return list(by_flow.values())
+
+
+def classify(truths: Iterable[FlowTruth], steps: list[str], pivot: str | None,
+             open_now: set[str]) -> None:
+    """Set each flow's outcome from what took effect (see the module docstring)."""
+    for truth in truths:
+        live = [a for a in truth.applied if a not in truth.undone]
+        if truth.flow in open_now:
+            truth.outcome = OPEN  # someone is still working on it
+        elif len(truth.applied) == len(steps) and not truth.undone:
+            truth.outcome = COMPLETED
+        elif not live and pivot not in truth.applied:
+            truth.outcome = COMPENSATED
+        else:
+            truth.outcome = PARTIAL
 
 
 def counts(truths: list[FlowTruth]) -> dict[str, int]:
