@@ -26,7 +26,7 @@ lint: install
 	$(BIN)/mypy
 
 test: lint browser
-	$(BIN)/python -m pytest -n 2
+	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
 bench: install
 	$(BIN)/python bench/engine.py

@@ -104,3 +104,13 @@ def page(browser, stack):
     page.errors = errors  # type: ignore[attr-defined]
     yield page
     context.close()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Browser tests run one after another on one xdist worker (``--dist loadgroup``): two
+    stacks of Daphne, a Celery worker and Chromium at once on a two-core machine make
+    paced runs fall behind the wall clock the tests wait on."""
+    here = Path(__file__).parent
+    for item in items:
+        if Path(str(item.fspath)).is_relative_to(here):
+            item.add_marker(pytest.mark.xdist_group("browser"))

@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 
+from tests.e2e.steps import click_node, finish_with_checks_green, sim_time
+
 pytestmark = pytest.mark.slow
 
 SHOTS = "/tmp/e2e-coordination-{}.png"
@@ -28,14 +30,6 @@ def leaders(page) -> list[tuple[str, int]]:
         .map((el) => [el.dataset.nodeId, Number(el.dataset.term)])""")
 
 
-def click_node(page, node: str) -> None:
-    box = page.locator(f'[data-node-id="{node}"] .node-body').bounding_box()
-    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
-    page.wait_for_selector("[data-context-menu]:not([hidden])")
-
-
-def sim_time(page) -> float:
-    return float(page.text_content("[data-clock-now]").split()[0])
 
 
 def badge(page, node: str, name: str) -> str | None:
@@ -105,12 +99,7 @@ def test_crash_the_leader_by_clicking_it_and_a_new_leader_takes_over(page):
     assert crashed_at < sim_time(page)
 
     # To the end, faster: every check green, in the panel beside the charts.
-    page.select_option("[data-speed]", "10")
-    page.wait_for_selector('[data-run-controls][data-state="ended"]', timeout=90_000)
-    checks = page.locator("[data-checks] [data-check]")
-    assert checks.count() == 3
-    assert page.locator('[data-checks] [data-check][data-ok="true"]').count() == 3
-    assert "3/3 pass" in page.text_content("[data-checks-state]")
+    finish_with_checks_green(page, 3, timeout_ms=90_000)
     page.screenshot(path=SHOTS.format("4-checks-green"))
 
     # The replay page holds the interventions: crash, pause and cut-off are recorded.

@@ -9,19 +9,13 @@ import json
 
 import pytest
 
+from tests.e2e.steps import click_node, finish_with_checks_green, sim_time
+
 pytestmark = pytest.mark.slow
 
 SHOTS = "/tmp/e2e-saga-{}.png"
 
 
-def click_node(page, node: str) -> None:
-    box = page.locator(f'[data-node-id="{node}"] .node-body').bounding_box()
-    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
-    page.wait_for_selector("[data-context-menu]:not([hidden])")
-
-
-def sim_time(page) -> float:
-    return float(page.text_content("[data-clock-now]").split()[0])
 
 
 def test_crash_the_orchestrator_by_clicking_it_and_every_saga_still_ends(page):
@@ -64,12 +58,7 @@ def test_crash_the_orchestrator_by_clicking_it_and_every_saga_still_ends(page):
     page.wait_for_selector('[data-node-id="inventory"].is-down', timeout=15_000)
     page.screenshot(path=SHOTS.format("3b-inventory-crashed-after-commit"))
 
-    page.select_option("[data-speed]", "10")
-    page.wait_for_selector('[data-run-controls][data-state="ended"]', timeout=120_000)
-    checks = page.locator("[data-checks] [data-check]")
-    assert checks.count() == 4
-    assert page.locator('[data-checks] [data-check][data-ok="true"]').count() == 4
-    assert "4/4 pass" in page.text_content("[data-checks-state]")
+    finish_with_checks_green(page, 4, timeout_ms=120_000)
     page.screenshot(path=SHOTS.format("4-checks-green"))
 
     # The crash is recorded on the run, and the summary counts no saga left half done.

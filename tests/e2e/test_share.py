@@ -100,7 +100,9 @@ def test_a_saved_link_opens_the_same_topology_elsewhere_and_runs_the_same(browse
 
     # The run's own page replays it and says it is verified.
     b.goto(f"/r/{run_b['id']}")
-    b.wait_for_selector('[data-verify] [data-verified="true"]', timeout=30_000)
+    # The verdict shows in the Pattern tab and in the Results tab, whichever is open (the
+    # page opens Results when a replay ends, which may come before or after the verdict).
+    b.wait_for_selector('[data-verify] [data-verified="true"]:visible', timeout=30_000)
     assert "byte-identical" in b.text_content("[data-verify]")
 
     # Fork from the opened link: a new link that says where it came from.
