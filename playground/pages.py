@@ -16,10 +16,11 @@ from django.views.decorators.http import require_GET
 from django_htmx.http import replace_url
 
 from patterns import catalog
+from patterns.engine import faults
 from patterns.engine.distributions import NAMES as DIST_NAMES
 from patterns.engine.node import KINDS
 from patterns.params import Param
-from patterns.topology import EDGE_PARAMS
+from patterns.topology import EDGE_PARAMS, validate
 from playground import library as library_listing
 from playground.models import Run, Scenario, Topology
 from playground.runs import reap_if_orphaned
@@ -54,7 +55,8 @@ def scenario_page(request: HttpRequest, pk: int) -> HttpResponse:
     if scenario is None:
         raise Http404("no such scenario")
     return _playground(request, pattern=scenario.pattern,
-                       boot={"scenario": scenario.pk, "pattern": scenario.pattern})
+                       boot={"scenario": scenario.pk, "pattern": scenario.pattern},
+                       document=scenario.document)
 
 
 @cache
@@ -71,14 +73,29 @@ def _import_map() -> str:
 
 
 def _playground(request: HttpRequest, *, pattern: str | None,
-                boot: dict[str, Any], **extra: Any) -> HttpResponse:
+                boot: dict[str, Any], document: dict[str, Any] | None = None,
+                **extra: Any) -> HttpResponse:
     """The playground page; ``extra`` adds to the template's context (``doc_title``,
     ``saved``: the topology opened, ``forked_from``, ``run``). User text in it is
-    rendered as text (autoescape)."""
+    rendered as text (autoescape). When the ``document`` opened schedules other faults than
+    the pattern's canonical scenario (a curated variant, a saved topology), the page says
+    what goes wrong in this one instead of the teaching fault."""
     describe = catalog.get(pattern).describe() if pattern in catalog.PATTERNS else None
+    scenario_faults = None
+    if describe is not None and document is not None:
+        own = document.get("scenario", {}).get("faults", [])
+        if own != _canonical_faults(str(pattern)):
+            scenario_faults = [faults.describe(fault) for fault in own]
     return render(request, "playground.html", {"pattern": describe, "boot": boot,
+                                               "scenario_faults": scenario_faults,
                                                "plotly_js": PLOTLY_JS,
                                                "import_map": _import_map(), **extra})
+
+
+@cache
+def _canonical_faults(slug: str) -> list[dict[str, Any]]:
+    faults_: list[dict[str, Any]] = validate(catalog.get(slug).canonical())["scenario"]["faults"]
+    return faults_
 
 
 @require_GET
@@ -96,7 +113,7 @@ def topology_page(request: HttpRequest, slug: str) -> HttpResponse:
     return _playground(request, pattern=topology.pattern or None,
                        boot={"topology": slug, "pattern": topology.pattern or None,
                              "source": slug},
-                       doc_title=topology.title, saved=topology,
+                       document=topology.document, doc_title=topology.title, saved=topology,
                        forked_from=topology.forked_from)
 
 
@@ -110,7 +127,8 @@ def run_page(request: HttpRequest, run_id: str) -> HttpResponse:
                        boot={"run": run.id, "pattern": run.pattern or None,
                              "document": run.document,
                              "source": run.topology.slug if run.topology else None},
-                       doc_title=run.document.get("title") or "", run=run,
+                       document=run.document, doc_title=run.document.get("title") or "",
+                       run=run,
                        saved=run.topology)
 
 

@@ -160,3 +160,18 @@ def test_a_scenario_of_a_pattern_no_longer_registered_is_left_out(client, monkey
     monkeypatch.setattr(catalog, "PATTERNS",
                         {slug: p for slug, p in catalog.PATTERNS.items() if slug != "retry"})
     assert "Orphan" not in client.get("/").content.decode()
+
+
+def test_a_scenario_says_what_goes_wrong_in_it_not_in_the_canonical_one(client):
+    canonical = make("saga", "Canonical", published=True)
+    html = client.get(f"/s/{canonical.pk}").content.decode()
+    assert catalog.get("saga").TEACHING_FAULT in html
+    assert "data-scenario-faults" not in html
+    variant = Scenario.objects.create(
+        pattern="saga", title="By events", published=True,
+        document=validate(catalog.get("saga").document("choreography")))
+    html = client.get(f"/s/{variant.pk}").content.decode()
+    assert "data-scenario-faults" in html
+    assert "inventory crashed until 25 s" in html
+    assert "payment fails 20% of its work until 60 s" in html
+    assert catalog.get("saga").TEACHING_FAULT not in html
