@@ -82,16 +82,10 @@ class Choreography(Pattern):
     )
 
     def canonical(self) -> dict[str, Any]:
-        nodes = [node("shop", "client", 40, 60, "Shop", rate_rps=RATE),
-                 node(LOG, "event_log", 560, 280, "Order events", partitions=3)]
-        edges = [edge("shop", "orders", latency_ms=LINK)]
-        for rid, label, rules, x, y in REACTORS:
-            nodes.append(node(rid, "reactor", x, y, label, rules=rules,
-                              service_time_ms=SERVICE, auto_offset_reset="earliest"))
-            edges.append(edge(rid, LOG, latency_ms=LINK))
-        nodes.append(node("monitor", "flow_monitor", 40, 400, "Flow monitor",
-                          auto_offset_reset="earliest"))
-        edges.append(edge("monitor", LOG, latency_ms=LINK))
+        nodes, edges = event_driven(
+            LOG, "Order events", 3,
+            [(rid, label, x, y, {"rules": rules, "service_time_ms": SERVICE})
+             for rid, label, rules, x, y in REACTORS], monitor_at=(40, 400))
         return {
             "version": 1,
             "title": "Orders by events: inventory crashes for 20 s",
@@ -124,6 +118,26 @@ class Choreography(Pattern):
             ("each event takes effect once per service", applied_once(sim)),
             ("the monitor flags every flow left stalled", monitor_flags_stalled(sim)),
         ])
+
+
+def event_driven(log: str, log_label: str, partitions: int,
+                 services: list[tuple[str, str, float, float, dict[str, Any]]],
+                 monitor_at: tuple[float, float], **monitor: Any
+                 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Nodes and edges of an event-driven system: the shop calls the first service; every
+    service (id, label, x, y, params) reacts on one event log, which a flow monitor reads
+    from the start too."""
+    nodes = [node("shop", "client", 40, 60, "Shop", rate_rps=RATE),
+             node(log, "event_log", 560, 280, log_label, partitions=partitions)]
+    edges = [edge("shop", services[0][0], latency_ms=LINK)]
+    for sid, label, x, y, params in services:
+        nodes.append(node(sid, "reactor", x, y, label, **params,
+                          auto_offset_reset="earliest"))
+        edges.append(edge(sid, log, latency_ms=LINK))
+    nodes.append(node("monitor", "flow_monitor", *monitor_at, "Flow monitor", **monitor,
+                      auto_offset_reset="earliest"))
+    edges.append(edge("monitor", log, latency_ms=LINK))
+    return nodes, edges
 
 
 def carry_scenario(source: dict[str, Any], target: dict[str, Any], slug: str,

@@ -31,7 +31,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from patterns.catalog.orchestration import truth
+from patterns.catalog.orchestration import choreography, truth
 from patterns.catalog.registry import Pattern, edge, node, register_pattern, verdict_checks
 from patterns.components.participant import OUT_OF_STOCK, Participant
 from patterns.components.reactor import Reactor
@@ -178,22 +178,17 @@ class Saga(Pattern):
 
 def choreographed(seed: int = 42) -> dict[str, Any]:
     """The saga as a choreography of reactors on one event log (the variant)."""
-    nodes = [node("shop", "client", 40, 60, "Shop", rate_rps=RATE),
-             node(SAGA_LOG, "event_log", 560, 280, "Saga events", partitions=6)]
-    edges = [edge("shop", "orders", latency_ms=LINK)]
     services = {pid: (label, service) for pid, label, service in PARTICIPANTS}
+    reactors = []
     for i, (pid, rules) in enumerate(REACTIONS.items()):
         label, service = services[pid]
-        params: dict[str, Any] = {"rules": rules, "service_time_ms": service,
-                                  "auto_offset_reset": "earliest"}
+        params: dict[str, Any] = {"rules": rules, "service_time_ms": service}
         if pid == "inventory":
             params.update(stock=STOCK, takes="OrderCreated", returns="PaymentDeclined")
-        nodes.append(node(pid, "reactor", 250, 60 + 120 * i, label, **params))
-        edges.append(edge(pid, SAGA_LOG, latency_ms=LINK))
-    nodes.append(node("monitor", "flow_monitor", 40, 420, "Flow monitor",
-                      complete_on=["ShipmentScheduled", "StockReleased", "StockUnavailable"],
-                      auto_offset_reset="earliest"))
-    edges.append(edge("monitor", SAGA_LOG, latency_ms=LINK))
+        reactors.append((pid, label, 250.0, 60.0 + 120 * i, params))
+    nodes, edges = choreography.event_driven(
+        SAGA_LOG, "Saga events", 6, reactors, monitor_at=(40, 420),
+        complete_on=["ShipmentScheduled", "StockReleased", "StockUnavailable"])
     return {
         "version": 1,
         "title": "Choreographed order saga: payment declines 20%, inventory crashes",
@@ -210,7 +205,7 @@ def choreographed(seed: int = 42) -> dict[str, Any]:
 
 
 def choreographed_run(sim: Simulation) -> bool:
-    return any(isinstance(n, Reactor) for n in sim.nodes.values())
+    return bool(choreography.reactors(sim))
 
 
 def saga_truths(sim: Simulation) -> list[truth.FlowTruth]:
